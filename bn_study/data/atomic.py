@@ -1,0 +1,47 @@
+"""Publish files so a reader sees either no file or a complete one, even after a crash."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+
+
+def stage_bytes(directory: Path, final_name: str, data: bytes) -> Path:
+    """Write ``data`` to a hidden temporary file in ``directory`` (same filesystem, so os.replace is atomic)."""
+    tmp = directory / f".{final_name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    # os.open with 0o666 lets the umask decide the final mode, like an ordinary file; mkstemp would force 0600
+    # and make a shared data root unreadable to other users.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def publish(directory: Path, staged: Mapping[str, Path]) -> None:
+    """Move each staged file to ``directory/<name>``; every staged file must already be complete on disk."""
+    for src in staged.values():
+        _fsync_file(src)
+    for name, src in staged.items():
+        os.replace(src, directory / name)
+    # The renames themselves live in the directory entry; without this a power loss can undo them.
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

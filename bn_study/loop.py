@@ -1,0 +1,223 @@
+"""The training loop: epochs × batches over data resident on the device, for K members at once.
+
+K = 1 is an ordinary run of the plain model. K > 1 trains independent copies (own init, own shuffle
+order, own BatchNorm statistics) as one stacked model; see ``stacked.py``. Tensors carry the member
+axis first. Nothing inside an epoch waits for the device except on the ``log_every`` cadence, where the
+step loss is recorded and checked for NaN/inf.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from bn_study.data import Splits
+from bn_study.losses import MemberLoss, member_loss, needs_onehot
+from bn_study.stacked import stack_models, unstack_member
+
+EVAL_CHUNK = 10_000
+
+
+class Members:
+    """K models with the same architecture, called as one: ``[K, B, F] → [K, B, C]``."""
+
+    def __init__(self, models: Sequence[nn.Sequential]) -> None:
+        self.count = len(models)
+        self.template = models[0]
+        self.net: nn.Sequential = models[0] if self.count == 1 else stack_models(models)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        if self.count == 1:
+            return self.net(x[0]).unsqueeze(0)
+        return self.net(x)
+
+    def member(self, k: int) -> nn.Sequential:
+        """Member k as the plain model a separate run would have."""
+        return self.net if self.count == 1 else unstack_member(self.net, k, self.template)
+
+    @property
+    def has_batch_norm(self) -> bool:
+        return any(isinstance(m, nn.BatchNorm1d) for m in self.template.modules())
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    epochs: int
+    batch_size: int
+    seeds: tuple[int, ...]
+    loss: str
+    shuffle: bool = True
+    log_every: int = 50
+    drop_last: bool = False
+
+
+# (x [K,B,F], labels [K,B], one-hot [K,B,C] or None) -> (per-member loss [K], correct count [K])
+StepFn = Callable[[Tensor, Tensor, "Tensor | None"], "tuple[Tensor, Tensor]"]
+
+
+def eager_step(members: Members, loss_fn: MemberLoss, optimizer: torch.optim.Optimizer) -> StepFn:
+    def step(x: Tensor, labels: Tensor, onehot: Tensor | None) -> tuple[Tensor, Tensor]:
+        out = members(x)
+        losses = loss_fn(out, labels, onehot)
+        optimizer.zero_grad(set_to_none=True)
+        losses.sum().backward()  # member k's gradients depend on member k's loss only
+        optimizer.step()
+        correct = (out.detach().argmax(-1) == labels).sum(1)
+        return losses.detach(), correct
+
+    return step
+
+
+@dataclass
+class TrainState:
+    members: Members
+    optimizer: torch.optim.Optimizer
+    shufflers: list[torch.Generator]
+    epoch: int = 0
+    global_step: int = 0
+    # Why member k stopped (None while it trains): its run ends FAILED with this reason.
+    failures: list[str | None] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.failures:
+            self.failures = [None] * self.members.count
+
+
+def new_state(members: Members, optimizer: torch.optim.Optimizer, seeds: Sequence[int]) -> TrainState:
+    shufflers = [torch.Generator().manual_seed(int(s)) for s in seeds]
+    return TrainState(members, optimizer, shufflers)
+
+
+@dataclass
+class EpochReport:
+    epoch: int
+    seconds: float
+    metrics: list[dict[str, float]]  # per member: train_loss, train_acc, val_loss, val_acc
+    step_losses: list[tuple[int, list[float]]]  # (global step, per-member loss) on the log cadence
+    failures: list[str | None]
+
+
+@dataclass
+class _Targets:
+    x: Tensor
+    labels: Tensor
+    onehot: Tensor | None
+
+
+def _targets(x: Tensor, y: Tensor, loss: str, num_classes: int) -> _Targets:
+    onehot = torch.nn.functional.one_hot(y, num_classes).to(x.dtype) if needs_onehot(loss) else None
+    return _Targets(x, y, onehot)
+
+
+ProgressFn = Callable[[int, "list[float] | None"], None]
+
+
+def train_epoch(state: TrainState, data: _Targets, spec: TrainSpec, step: StepFn,
+                progress: ProgressFn | None = None) -> tuple[Tensor, Tensor, list[tuple[int, list[float]]], int]:
+    """One pass over the training set. Returns summed loss, correct count, logged step losses, samples."""
+    k, n, b = state.members.count, data.x.shape[0], spec.batch_size
+    device = data.x.device
+    steps = n // b if spec.drop_last else math.ceil(n / b)
+    if not spec.drop_last and n % b == 1 and state.members.has_batch_norm:
+        steps -= 1  # BatchNorm cannot normalise a batch of one sample; that last sample waits
+    order = None
+    if spec.shuffle:
+        order = torch.stack([torch.randperm(n, generator=g) for g in state.shufflers]).to(device)
+    loss_sum = torch.zeros(k, device=device)
+    correct = torch.zeros(k, dtype=torch.long, device=device)
+    logged: list[tuple[int, list[float]]] = []
+    seen = 0
+    for s in range(steps):
+        lo, hi = s * b, min((s + 1) * b, n)
+        if order is None:
+            x = data.x[lo:hi].unsqueeze(0).expand(k, -1, -1)
+            labels = data.labels[lo:hi].unsqueeze(0).expand(k, -1)
+            onehot = None if data.onehot is None else data.onehot[lo:hi].unsqueeze(0).expand(k, -1, -1)
+        else:
+            idx = order[:, lo:hi]
+            x, labels = data.x[idx], data.labels[idx]
+            onehot = None if data.onehot is None else data.onehot[idx]
+        losses, hits = step(x, labels, onehot)
+        loss_sum += losses * (hi - lo)
+        correct += hits
+        seen += hi - lo
+        state.global_step += 1
+        if state.global_step % spec.log_every == 0:
+            values = losses.tolist()  # the one host sync, on the cadence
+            logged.append((state.global_step, values))
+            _note_divergence(state, values, f"step {state.global_step} (epoch {state.epoch + 1})")
+            if progress is not None:
+                progress(spec.log_every, values)
+            if all(state.failures):
+                break
+    return loss_sum, correct, logged, seen
+
+
+def _note_divergence(state: TrainState, values: Sequence[float], where: str) -> None:
+    for k, value in enumerate(values):
+        if state.failures[k] is None and not math.isfinite(value):
+            state.failures[k] = f"training loss became {value} at {where}"
+
+
+@torch.no_grad()
+def evaluate(members: Members, data: _Targets, loss_fn: MemberLoss) -> tuple[Tensor, Tensor]:
+    """Mean loss and accuracy per member over a whole split, in eval mode (BN uses running stats)."""
+    net = members.net
+    was_training = net.training
+    net.eval()
+    k, n = members.count, data.x.shape[0]
+    loss_sum = torch.zeros(k, device=data.x.device)
+    correct = torch.zeros(k, device=data.x.device)
+    try:
+        for lo in range(0, n, EVAL_CHUNK):
+            x = data.x[lo:lo + EVAL_CHUNK].unsqueeze(0).expand(k, -1, -1)
+            labels = data.labels[lo:lo + EVAL_CHUNK].unsqueeze(0).expand(k, -1)
+            onehot = None if data.onehot is None else data.onehot[lo:lo + EVAL_CHUNK].unsqueeze(0).expand(k, -1, -1)
+            out = members(x)
+            loss_sum += loss_fn(out, labels, onehot) * x.shape[1]
+            correct += (out.argmax(-1) == labels).sum(1)
+    finally:
+        net.train(was_training)
+    return loss_sum / n, correct / n
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def fit(state: TrainState, splits: Splits, spec: TrainSpec, step: StepFn,
+        progress: Callable[[int], ProgressFn | None] | None = None) -> Iterator[EpochReport]:
+    """Train epoch after epoch, yielding each epoch's per-member metrics as it ends.
+
+    Stops early when every member has diverged; a diverged member's metrics stop at its last good epoch.
+    """
+    loss_fn = member_loss(spec.loss)
+    train = _targets(splits.train_x, splits.train_y, spec.loss, splits.num_classes)
+    val = _targets(splits.val_x, splits.val_y, spec.loss, splits.num_classes)
+    device = splits.train_x.device
+    while state.epoch < spec.epochs and not all(state.failures):
+        _sync(device)
+        tic = time.perf_counter()
+        loss_sum, correct, logged, seen = train_epoch(
+            state, train, spec, step, progress(state.epoch) if progress else None)
+        _sync(device)
+        seconds = time.perf_counter() - tic
+        state.epoch += 1
+        val_loss, val_acc = evaluate(state.members, val, loss_fn)
+        train_loss = (loss_sum / max(seen, 1)).tolist()
+        train_acc = (correct.float() / max(seen, 1)).tolist()
+        val_loss_l, val_acc_l = val_loss.tolist(), val_acc.tolist()
+        _note_divergence(state, train_loss, f"the end of epoch {state.epoch}")
+        _note_divergence(state, val_loss_l, f"validation after epoch {state.epoch}")
+        metrics = [
+            {"train_loss": train_loss[k], "train_acc": train_acc[k],
+             "val_loss": val_loss_l[k], "val_acc": val_acc_l[k], "epoch_seconds": seconds}
+            for k in range(state.members.count)
+        ]
+        yield EpochReport(state.epoch, seconds, metrics, logged, list(state.failures))

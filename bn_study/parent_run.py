@@ -1,0 +1,57 @@
+"""The multirun's parent MLflow run, created once in the sweeping process before any job starts.
+
+Creating the sqlite database and the experiment here, before parallel jobs exist, also avoids
+several processes initialising a fresh database at once (which breaks). Jobs find the parent
+through a small file in the sweep dir (``tracking.PARENT_FILE``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from mlflow.entities import RunTag
+from omegaconf import DictConfig
+
+from bn_study.tracking import connect, ensure_experiment, git_state, resolve_tracking_uri, write_parent_file
+
+log = logging.getLogger(__name__)
+
+
+class ParentRun:
+    def __init__(self, config: DictConfig, description: str, tags: Mapping[str, str] | None = None) -> None:
+        launch_dir = Path(config.hydra.runtime.cwd)
+        self.sweep_dir = Path(str(config.hydra.sweep.dir))
+        self.uri = resolve_tracking_uri(config.tracking.uri, launch_dir)
+        self.client = connect(self.uri)
+        experiment_id = ensure_experiment(self.client, config.tracking.experiment, self.uri)
+        commit, dirty = git_state()
+        all_tags = {
+            "multirun_dir": str(self.sweep_dir),
+            "overrides": " ".join(config.hydra.overrides.task),
+            "git_commit": commit,
+            "git_dirty": str(dirty).lower(),
+            "role": "multirun parent",
+            **(tags or {}),
+        }
+        run = self.client.create_run(experiment_id, run_name=description, tags=all_tags)
+        self.run_id = run.info.run_id
+        self.experiment_id = experiment_id
+        write_parent_file(self.sweep_dir, {"run_id": self.run_id, "tracking_uri": self.uri,
+                                           "experiment_id": experiment_id})
+        log.info("MLflow parent run %s (%s) in %s", self.run_id, description, self.uri)
+
+    def children(self) -> list:
+        return self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{self.run_id}'", max_results=50000)
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def finish(self, failed: bool) -> None:
+        self.client.set_terminated(self.run_id, "FAILED" if failed else "FINISHED")
+
+
+def sweep_description(overrides: Sequence[str]) -> str:
+    return "multirun " + " ".join(overrides) if overrides else "multirun"

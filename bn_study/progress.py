@@ -1,0 +1,72 @@
+"""Rich progress bars for a job in a terminal: epochs, steps of the epoch, the live loss.
+
+Off when stdout is not a terminal or when jobs run in parallel processes (bars from several
+processes would overwrite each other); the per-epoch log line is written either way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from types import TracebackType
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from bn_study.console import get_console, stdout_is_terminal
+
+IN_PROCESS_LAUNCHERS = ("hydra._internal.core_plugins.basic_launcher.BasicLauncher",)
+
+
+def bars_wanted(setting: object, launcher_target: str | None) -> bool:
+    """``progress=auto``: bars only in a terminal and with the in-process launcher."""
+    if setting is True or setting is False:
+        return setting
+    return stdout_is_terminal() and (launcher_target is None or launcher_target in IN_PROCESS_LAUNCHERS)
+
+
+class TrainingProgress(AbstractContextManager["TrainingProgress"]):
+    def __init__(self, enabled: bool, epochs: int, steps_per_epoch: int, description: str) -> None:
+        self.enabled = enabled
+        self.steps_per_epoch = steps_per_epoch
+        self._progress: Progress | None = None
+        if enabled:
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[loss]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=get_console(),
+                transient=True,
+            )
+            self._epochs = self._progress.add_task(description, total=epochs, loss="")
+            self._steps = self._progress.add_task("  steps", total=steps_per_epoch, loss="")
+
+    def __enter__(self) -> TrainingProgress:
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def for_epoch(self, epoch: int) -> Callable[[int, list[float] | None], None] | None:
+        """A callback for the loop's logging cadence, or None when bars are off (the loop then skips it)."""
+        if self._progress is None:
+            return None
+        progress, steps = self._progress, self._steps
+        progress.reset(steps, total=self.steps_per_epoch, loss="")
+
+        def advance(n: int, losses: list[float] | None) -> None:
+            shown = "" if not losses else "loss " + " ".join(f"{v:.4f}" for v in losses[:4])
+            progress.update(steps, advance=n, loss=shown)
+
+        return advance
+
+    def epoch_done(self, val_acc: list[float]) -> None:
+        if self._progress is not None:
+            self._progress.update(self._epochs, advance=1,
+                                  loss="val_acc " + " ".join(f"{v:.4f}" for v in val_acc[:4]))

@@ -1,0 +1,139 @@
+"""What MLflow holds after real runs of the entry point on real MNIST (a small slice, 1–2 epochs)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+QUICK = ("data.limit_train=1000", "log_every=4")
+
+
+def client_for(launch_dir: Path) -> MlflowClient:
+    return MlflowClient(f"sqlite:///{launch_dir / 'mlflow.db'}")
+
+
+def all_runs(client: MlflowClient):
+    experiment = client.get_experiment_by_name("bn_study")
+    assert experiment is not None
+    return client.search_runs([experiment.experiment_id], max_results=1000)
+
+
+def artifacts(client: MlflowClient, run_id: str) -> set[str]:
+    return {a.path for a in client.list_artifacts(run_id)}
+
+
+def test_one_epoch_run(cli, tmp_path):
+    result = cli("epochs=1", "norm=bn1", *QUICK)
+    assert result.code == 0, result.err
+    client = client_for(tmp_path)
+    [run] = all_runs(client)
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name == "epochs=1 norm=bn1 data.limit_train=1000 log_every=4 seed=0"
+    assert (tmp_path / "mlruns").is_dir()  # artifacts beside the database, where `mlflow ui` looks
+
+    params = run.data.params
+    assert params["model.hidden"] == "[512, 256, 128, 64]"
+    assert params["norm.kind"] == "batch" and params["norm.layers"] == "1" and params["norm.momentum"] == "0.01"
+    assert params["optimizer.lr"] == "0.01" and params["optimizer.nesterov"] == "True"
+    assert params["seed"] == "0" and params["batch_size"] == "128" and params["data.val"] == "test"
+
+    tags = run.data.tags
+    for key in ("git_commit", "git_dirty", "device", "torch_version", "overrides", "val_split"):
+        assert tags[key], key
+    assert tags["overrides"] == "epochs=1 norm=bn1 data.limit_train=1000 log_every=4"
+    assert tags["val_split"].startswith("test")
+    assert "multirun_dir" not in tags and "mlflow.parentRunId" not in tags
+
+    history = {key: client.get_metric_history(run.info.run_id, key) for key in run.data.metrics}
+    for key in ("train_loss", "train_acc", "val_loss", "val_acc", "epoch_seconds"):
+        assert [m.step for m in history[key]] == [1], key
+    assert 0.0 <= history["val_acc"][0].value <= 1.0
+    # 1000/128 → 8 steps, loss logged every 4th
+    assert [m.step for m in history["step_loss"]] == [4, 8]
+    # the probe: every hidden layer, before training (step 0) and after each epoch
+    for layer in range(1, 5):
+        for stat in ("mean", "std", "saturated"):
+            assert [m.step for m in history[f"act{layer}_{stat}"]] == [0, 1]
+    assert 0 <= history["act1_saturated"][-1].value <= 1
+
+    assert artifacts(client, run.info.run_id) == {"config.yaml", "curves.png", "activations.png"}
+    config_text = Path(client.download_artifacts(run.info.run_id, "config.yaml", str(tmp_path / "dl"))).read_text()
+    assert "kind: batch" in config_text and "seed: 0" in config_text
+
+
+def test_book_model_shows_record_19(cli, tmp_path):
+    result = cli("model=book", "loss=mse", "optimizer.momentum=0", "optimizer.nesterov=false", "batch_size=1",
+                 "shuffle=false", "epochs=1", "data.limit_train=300", "log_every=10", "act=relu")
+    assert result.code == 0, result.err
+    client = client_for(tmp_path)
+    [run] = all_runs(client)
+    names = artifacts(client, run.info.run_id)
+    assert {"record_19.png", "record_19_outputs.txt", "curves.png", "activations.png"} <= names
+    outputs = Path(client.download_artifacts(run.info.run_id, "record_19_outputs.txt", str(tmp_path / "dl")))
+    assert len(outputs.read_text().split()) == 10
+    assert "act1_dead" in run.data.metrics  # relu units are counted as dead, not saturated
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "step_loss")][:3] == [10, 20, 30]
+
+
+def test_two_job_multirun_has_one_parent_and_two_children(cli, tmp_path):
+    result = cli("-m", "norm=none,bn1", "epochs=2", *QUICK)
+    assert result.code == 0, result.err
+    client = client_for(tmp_path)
+    runs = all_runs(client)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 and len(children) == 2
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    assert all(c.data.tags["mlflow.parentRunId"] == parent.info.run_id for c in children)
+    assert all(c.info.status == "FINISHED" for c in children)
+    assert sorted(c.info.run_name for c in children) == [
+        "norm=bn1 epochs=2 data.limit_train=1000 log_every=4 seed=0",
+        "norm=none epochs=2 data.limit_train=1000 log_every=4 seed=0",
+    ]
+    sweep_dir = Path(parent.data.tags["multirun_dir"])
+    assert all(c.data.tags["multirun_dir"] == str(sweep_dir) for c in children)
+    assert json.loads((tmp_path / sweep_dir / "mlflow_parent.json").read_text())["run_id"] == parent.info.run_id
+    for child in children:
+        assert len(client.get_metric_history(child.info.run_id, "val_acc")) == 2
+        assert artifacts(client, child.info.run_id) == {"config.yaml", "curves.png", "activations.png"}
+
+
+def test_same_seed_reproduces_metrics_exactly_on_cpu(cli, tmp_path):
+    for _ in range(2):
+        assert cli("epochs=2", "act=relu", "norm=bn1", "device=cpu", *QUICK).code == 0
+    client = client_for(tmp_path)
+    first, second = all_runs(client)
+    for key in ("train_loss", "val_loss", "val_acc", "step_loss", "act2_mean"):
+        a = [(m.step, m.value) for m in client.get_metric_history(first.info.run_id, key)]
+        b = [(m.step, m.value) for m in client.get_metric_history(second.info.run_id, key)]
+        assert a == b, key
+
+
+def test_divergence_marks_the_run_failed_with_a_reason(cli, tmp_path):
+    result = cli("epochs=3", "act=relu", "optimizer.lr=1e30", "optimizer.momentum=0", "optimizer.nesterov=false", *QUICK)
+    assert result.code == 1
+    client = client_for(tmp_path)
+    [run] = all_runs(client)
+    assert run.info.status == "FAILED"
+    reason = run.data.tags["failure_reason"]
+    assert "nan" in reason or "inf" in reason
+
+
+@pytest.mark.parametrize("uri_from", ["config", "env"])
+def test_tracking_uri_can_point_elsewhere(cli, tmp_path, monkeypatch, uri_from):
+    elsewhere = tmp_path / "store"
+    elsewhere.mkdir()
+    uri = f"sqlite:///{elsewhere / 'runs.db'}"
+    args = ["epochs=1", "probe.enabled=false", "tracking.figures=false", *QUICK]
+    if uri_from == "config":
+        args.append(f"tracking.uri={uri}")
+    else:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    assert cli(*args).code == 0
+    assert not (tmp_path / "mlflow.db").exists()
+    [run] = MlflowClient(uri).search_runs([MlflowClient(uri).get_experiment_by_name("bn_study").experiment_id])
+    assert run.info.status == "FINISHED"
