@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import hydra
+import optuna
 import torch
 from omegaconf import DictConfig, OmegaConf
 
@@ -21,6 +22,7 @@ from bn_study.model import hidden_activation_names, seeded_models
 from bn_study.optim import build_optimizer
 from bn_study.probe import ActivationProbe
 from bn_study.progress import TrainingProgress, bars_wanted
+from bn_study.trial import TrialReporter, current_reporter
 from bn_study.tracking import MemberRun, flatten, open_context, read_parent_file, resolve_tracking_uri
 from bn_study.validate import member_seeds, resolve_device, validate_config
 
@@ -81,22 +83,31 @@ def run(cfg: DictConfig) -> float:
     ctx = open_context(uri, cfg.tracking.experiment, device=device, overrides=job.overrides,
                        multirun_dir=job.sweep_dir, parent_run_id=parent["run_id"] if parent else None,
                        extra_tags={"val_split": _val_split_note(cfg.data.val), "batched_seeds": str(len(seeds))})
+    reporter = current_reporter()
     runs = []
     for seed in seeds:
         one = member_config(cfg, seed)
         runs.append(MemberRun(ctx, seed=seed, params=flatten(OmegaConf.to_container(one)),
-                              tags={}, config_yaml=OmegaConf.to_yaml(one)))
+                              tags=reporter.tags() if reporter else {}, config_yaml=OmegaConf.to_yaml(one)))
 
     try:
-        reports = _train_and_log(cfg, job, splits, members, state, spec, step, runs)
-    except BaseException as exc:  # a crash or Ctrl-C still ends every run, with the reason
+        reports = _train_and_log(cfg, job, splits, members, state, spec, step, runs, reporter)
+    except optuna.TrialPruned as exc:  # not a failure: the study's pruner stopped a hopeless trial
+        for r in runs:
+            r.finish(str(exc), status="KILLED", tags={"optuna_state": "PRUNED"})
+        raise
+    except KeyboardInterrupt:
+        for r in runs:
+            r.finish("interrupted (Ctrl-C)", status="KILLED")
+        raise
+    except BaseException as exc:  # a crash still ends every run, with the reason
         for r in runs:
             r.finish(f"{type(exc).__name__}: {exc}")
         raise
-    for r, failure in zip(runs, state.failures):
+    for seed, r, failure in zip(seeds, runs, state.failures):
         r.finish(failure)
         if failure:
-            log.error("run %s (seed %s) FAILED: %s", r.run_id, seeds[runs.index(r)], failure)
+            log.error("run %s (seed %s) FAILED: %s", r.run_id, seed, failure)
     return objective_value(reports, state.failures, cfg.objective.metric, cfg.objective.direction)
 
 
@@ -106,7 +117,7 @@ def _val_split_note(val: str) -> str:
 
 
 def _train_and_log(cfg: DictConfig, job: JobContext, splits: Splits, members: Members, state, spec: TrainSpec,
-                   step, runs: list[MemberRun]) -> list[EpochReport]:
+                   step, runs: list[MemberRun], reporter: TrialReporter | None) -> list[EpochReport]:
     probe = None
     if cfg.probe.enabled:
         probe = ActivationProbe(members.net, cfg.act.name, splits.val_x[: cfg.probe.samples])
@@ -126,6 +137,9 @@ def _train_and_log(cfg: DictConfig, job: JobContext, splits: Splits, members: Me
                     r.log_metrics({**report.metrics[k], **stats[k]}, step=report.epoch)
             progress.epoch_done([m["val_acc"] for m in report.metrics])
             log.info(_epoch_line(report, spec.epochs))
+            if reporter is not None and not any(report.failures):
+                reporter.report(report.epoch, objective_value([report], report.failures, cfg.objective.metric,
+                                                              cfg.objective.direction))
     if cfg.tracking.figures:
         _log_figures(cfg, splits, members, probe, reports, runs)
     return reports
@@ -142,7 +156,7 @@ def _log_figures(cfg: DictConfig, splits: Splits, members: Members, probe: Activ
             members.net.train()
         outputs = outputs[:, 0].cpu().numpy()
     for k, r in enumerate(runs):
-        title = r.client.get_run(r.run_id).info.run_name
+        title = r.name
         history = [rep.metrics[k] for rep in reports if rep.failures[k] is None]
         if history:
             _save(r, figures.learning_curves(history, title), "curves.png")

@@ -182,8 +182,8 @@ class MemberRun:
         all_tags = {**ctx.tags, **tags, "seed": str(seed)}
         if ctx.parent_run_id:
             all_tags[MLFLOW_PARENT_RUN_ID] = ctx.parent_run_id
-        run = self.client.create_run(ctx.experiment_id, run_name=run_name(ctx.overrides, seed),
-                                     tags=all_tags)
+        self.name = run_name(ctx.overrides, seed)
+        run = self.client.create_run(ctx.experiment_id, run_name=self.name, tags=all_tags)
         self.run_id = run.info.run_id
         items = [Param(k, v[:6000]) for k, v in sorted(params.items())]
         for i in range(0, len(items), 100):
@@ -211,10 +211,15 @@ class MemberRun:
     def log_text(self, text: str, name: str) -> None:
         self.client.log_text(self.run_id, text, name)
 
-    def finish(self, failure: str | None) -> None:
+    def finish(self, failure: str | None, *, status: str | None = None,
+               tags: Mapping[str, str] | None = None) -> None:
+        """FINISHED without a failure, else FAILED (or ``status``, e.g. KILLED) with the reason as a tag."""
+        extra = dict(tags or {})
         if failure is not None:
-            self.set_tags({"failure_reason": failure})
-        self.client.set_terminated(self.run_id, "FAILED" if failure else "FINISHED")
+            extra["failure_reason"] = failure
+        if extra:
+            self.set_tags(extra)
+        self.client.set_terminated(self.run_id, status or ("FAILED" if failure else "FINISHED"))
 
 
 def read_parent_file(sweep_dir: str | Path) -> dict[str, str] | None:
