@@ -16,7 +16,7 @@ from bn_study import figures
 from bn_study.job import JobContext, resolve_path
 from bn_study.data import Splits, load_splits
 from bn_study.errors import UserError, exit_for_user
-from bn_study.loop import EpochReport, Members, TrainSpec, eager_step, fit, new_state
+from bn_study.loop import EpochReport, Members, TrainSpec, eager_step, evaluate, fit, new_state, targets
 from bn_study.losses import member_loss
 from bn_study.model import hidden_activation_names, seeded_models
 from bn_study.optim import build_optimizer
@@ -82,12 +82,15 @@ def run(cfg: DictConfig) -> float:
     uri = parent["tracking_uri"] if parent else resolve_tracking_uri(cfg.tracking.uri, job.launch_dir)
     ctx = open_context(uri, cfg.tracking.experiment, device=device, overrides=job.overrides,
                        multirun_dir=job.sweep_dir, parent_run_id=parent["run_id"] if parent else None,
+                       base_overrides=parent.get("base_overrides", []) if parent else [],
                        extra_tags={"val_split": _val_split_note(cfg.data.val), "batched_seeds": str(len(seeds))})
     reporter = current_reporter()
     runs = []
     for seed in seeds:
         one = member_config(cfg, seed)
-        runs.append(MemberRun(ctx, seed=seed, params=flatten(OmegaConf.to_container(one)),
+        # `report` describes the analysis of a study, not the run: it is no run parameter
+        params = flatten({k: v for k, v in OmegaConf.to_container(one).items() if k != "report"})
+        runs.append(MemberRun(ctx, seed=seed, params=params,
                               tags=reporter.tags() if reporter else {}, config_yaml=OmegaConf.to_yaml(one)))
 
     try:
@@ -140,9 +143,29 @@ def _train_and_log(cfg: DictConfig, job: JobContext, splits: Splits, members: Me
             if reporter is not None and not any(report.failures):
                 reporter.report(report.epoch, objective_value([report], report.failures, cfg.objective.metric,
                                                               cfg.objective.direction))
+    _log_test_metrics(cfg, splits, members, state.failures, reports, runs)
     if cfg.tracking.figures:
         _log_figures(cfg, splits, members, probe, reports, runs)
     return reports
+
+
+def _log_test_metrics(cfg: DictConfig, splits: Splits, members: Members, failures: Sequence[str | None],
+                      reports: list[EpochReport], runs: list[MemberRun]) -> None:
+    """``test_*`` at the end: the last ``val_*`` when validation was the test set; with a holdout split the
+    test set is looked at only when ``final_test`` asks (never during tuning)."""
+    if not reports:
+        return
+    if splits.val_split == "test":
+        test = [(m["val_loss"], m["val_acc"]) for m in reports[-1].metrics]
+    elif cfg.final_test:
+        loss, acc = evaluate(members, targets(splits.test_x, splits.test_y, cfg.loss.name, splits.num_classes),
+                             member_loss(cfg.loss.name))
+        test = list(zip(loss.tolist(), acc.tolist()))
+    else:
+        return
+    for k, r in enumerate(runs):
+        if failures[k] is None:
+            r.log_metrics({"test_loss": test[k][0], "test_acc": test[k][1]}, step=reports[-1].epoch)
 
 
 def _log_figures(cfg: DictConfig, splits: Splits, members: Members, probe: ActivationProbe | None,

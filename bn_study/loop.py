@@ -103,21 +103,23 @@ class EpochReport:
 
 
 @dataclass
-class _Targets:
+class Targets:
+    """A split as the loop consumes it: inputs, labels, and one-hot targets when the loss wants them."""
+
     x: Tensor
     labels: Tensor
     onehot: Tensor | None
 
 
-def _targets(x: Tensor, y: Tensor, loss: str, num_classes: int) -> _Targets:
+def targets(x: Tensor, y: Tensor, loss: str, num_classes: int) -> Targets:
     onehot = torch.nn.functional.one_hot(y, num_classes).to(x.dtype) if needs_onehot(loss) else None
-    return _Targets(x, y, onehot)
+    return Targets(x, y, onehot)
 
 
 ProgressFn = Callable[[int, "list[float] | None"], None]
 
 
-def train_epoch(state: TrainState, data: _Targets, spec: TrainSpec, step: StepFn,
+def train_epoch(state: TrainState, data: Targets, spec: TrainSpec, step: StepFn,
                 progress: ProgressFn | None = None) -> tuple[Tensor, Tensor, list[tuple[int, list[float]]], int]:
     """One pass over the training set. Returns summed loss, correct count, logged step losses, samples."""
     k, n, b = state.members.count, data.x.shape[0], spec.batch_size
@@ -165,7 +167,7 @@ def _note_divergence(state: TrainState, values: Sequence[float], where: str) -> 
 
 
 @torch.no_grad()
-def evaluate(members: Members, data: _Targets, loss_fn: MemberLoss) -> tuple[Tensor, Tensor]:
+def evaluate(members: Members, data: Targets, loss_fn: MemberLoss) -> tuple[Tensor, Tensor]:
     """Mean loss and accuracy per member over a whole split, in eval mode (BN uses running stats)."""
     net = members.net
     was_training = net.training
@@ -198,8 +200,8 @@ def fit(state: TrainState, splits: Splits, spec: TrainSpec, step: StepFn,
     Stops early when every member has diverged; a diverged member's metrics stop at its last good epoch.
     """
     loss_fn = member_loss(spec.loss)
-    train = _targets(splits.train_x, splits.train_y, spec.loss, splits.num_classes)
-    val = _targets(splits.val_x, splits.val_y, spec.loss, splits.num_classes)
+    train = targets(splits.train_x, splits.train_y, spec.loss, splits.num_classes)
+    val = targets(splits.val_x, splits.val_y, spec.loss, splits.num_classes)
     device = splits.train_x.device
     while state.epoch < spec.epochs and not all(state.failures):
         _sync(device)

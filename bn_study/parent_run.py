@@ -39,7 +39,8 @@ class ParentRun:
         self.run_id = run.info.run_id
         self.experiment_id = experiment_id
         write_parent_file(self.sweep_dir, {"run_id": self.run_id, "tracking_uri": self.uri,
-                                           "experiment_id": experiment_id})
+                                           "experiment_id": experiment_id,
+                                           "base_overrides": list(config.hydra.overrides.task)})
         log.info("MLflow parent run %s (%s) in %s", self.run_id, description, self.uri)
 
     def children(self) -> list:

@@ -126,10 +126,24 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return flat
 
 
+def _override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
 def run_name(overrides: Iterable[str], seed: int) -> str:
     """Reads like the command line: ``norm=bn1 act=sigmoid seed=0``."""
-    kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in ("seed", "seeds")]
+    kept = [o for o in overrides if _override_key(o) not in ("seed", "seeds")]
     return " ".join([*kept, f"seed={seed}"])
+
+
+def condition_of(overrides: Iterable[str], base_overrides: Iterable[str] = ()) -> str:
+    """What sets this job apart within its sweep: its overrides minus those every job shares, minus seeds.
+
+    Runs of one condition differ only in their seed; the report groups them by this tag.
+    """
+    base = set(base_overrides)
+    kept = [o for o in overrides if o not in base and _override_key(o) not in ("seed", "seeds")]
+    return " ".join(kept) or "defaults"
 
 
 @dataclass(frozen=True)
@@ -144,7 +158,7 @@ class RunContext:
 
 
 def open_context(uri: str, experiment: str, *, device: torch.device, overrides: Sequence[str],
-                 multirun_dir: str | None, parent_run_id: str | None,
+                 multirun_dir: str | None, parent_run_id: str | None, base_overrides: Sequence[str] = (),
                  extra_tags: Mapping[str, str] | None = None) -> RunContext:
     client = connect(uri)
     experiment_id = ensure_experiment(client, experiment, uri)
@@ -159,6 +173,7 @@ def open_context(uri: str, experiment: str, *, device: torch.device, overrides: 
         "device": device_name(device),
         "torch_version": torch.__version__,
         "overrides": " ".join(overrides),
+        "condition": condition_of(overrides, base_overrides),
     }
     if multirun_dir:
         tags["multirun_dir"] = multirun_dir
@@ -222,12 +237,12 @@ class MemberRun:
         self.client.set_terminated(self.run_id, status or ("FAILED" if failure else "FINISHED"))
 
 
-def read_parent_file(sweep_dir: str | Path) -> dict[str, str] | None:
+def read_parent_file(sweep_dir: str | Path) -> dict[str, Any] | None:
     path = Path(sweep_dir) / PARENT_FILE
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def write_parent_file(sweep_dir: str | Path, payload: Mapping[str, str]) -> None:
+def write_parent_file(sweep_dir: str | Path, payload: Mapping[str, Any]) -> None:
     path = Path(sweep_dir)
     path.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=path, delete=False, suffix=".tmp") as tmp:

@@ -58,6 +58,9 @@ def test_one_epoch_run(cli, tmp_path):
         for stat in ("mean", "std", "saturated"):
             assert [m.step for m in history[f"act{layer}_{stat}"]] == [0, 1]
     assert 0 <= history["act1_saturated"][-1].value <= 1
+    # validation was the test set: test_* is the last val_*, not a second look
+    assert [(m.step, m.value) for m in history["test_acc"]] == [(1, history["val_acc"][0].value)]
+    assert tags["condition"] == "epochs=1 norm=bn1 data.limit_train=1000 log_every=4"
 
     assert artifacts(client, run.info.run_id) == {"config.yaml", "curves.png", "activations.png"}
     config_text = Path(client.download_artifacts(run.info.run_id, "config.yaml", str(tmp_path / "dl"))).read_text()
@@ -94,6 +97,7 @@ def test_two_job_multirun_has_one_parent_and_two_children(cli, tmp_path):
         "norm=bn1 epochs=2 data.limit_train=1000 log_every=4 seed=0",
         "norm=none epochs=2 data.limit_train=1000 log_every=4 seed=0",
     ]
+    assert sorted(c.data.tags["condition"] for c in children) == ["norm=bn1", "norm=none"]
     sweep_dir = Path(parent.data.tags["multirun_dir"])
     assert all(c.data.tags["multirun_dir"] == str(sweep_dir) for c in children)
     assert json.loads((tmp_path / sweep_dir / "mlflow_parent.json").read_text())["run_id"] == parent.info.run_id
@@ -121,6 +125,18 @@ def test_divergence_marks_the_run_failed_with_a_reason(cli, tmp_path):
     assert run.info.status == "FAILED"
     reason = run.data.tags["failure_reason"]
     assert "nan" in reason or "inf" in reason
+
+
+def test_holdout_keeps_the_test_set_unseen_unless_final_test(cli, tmp_path):
+    assert cli("epochs=1", "data.val=holdout", "probe.enabled=false", "tracking.figures=false", *QUICK).code == 0
+    assert cli("epochs=1", "data.val=holdout", "final_test=true", "probe.enabled=false", "tracking.figures=false",
+               *QUICK).code == 0
+    client = client_for(tmp_path)
+    by_final = {r.data.params["final_test"]: r for r in all_runs(client)}
+    assert "test_acc" not in by_final["False"].data.metrics
+    tuned = by_final["True"]
+    assert tuned.data.tags["val_split"].startswith("holdout")
+    assert 0 <= tuned.data.metrics["test_acc"] <= 1 and tuned.data.metrics["test_acc"] != tuned.data.metrics["val_acc"]
 
 
 @pytest.mark.parametrize("uri_from", ["config", "env"])
