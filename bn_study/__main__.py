@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 
 def main() -> None:
@@ -13,11 +14,15 @@ def main() -> None:
 
     from bn_study.app import main as hydra_main
     from bn_study.errors import UserError, exit_for_user
+    from bn_study.tracking import StoreError
 
     try:
         hydra_main()
     except UserError as err:  # raised by a sweeper before any job starts
         exit_for_user(err)
+    except StoreError as err:  # a full artifact disk, a tracking server that stayed down: said plainly
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
     except OverrideParseException as err:
         exit_for_user(Exception(f"cannot parse the override {err.override!r}: {err.message}"))
     except CompactHydraException as err:  # unknown config choice, missing key

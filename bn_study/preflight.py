@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 from bn_study.data import ensure_raw
 from bn_study.errors import UserError, exit_for_user
 from bn_study.job import resolve_path
+from bn_study.tracking import check_reachable, resolve_tracking_uri
 from bn_study.validate import validate_config
 
 
@@ -24,6 +25,8 @@ def preflight(configs: Sequence[DictConfig], launch_dir: str | Path, labels: Seq
             validate_config(cfg)
         except UserError as err:
             raise UserError(f"{labels[i]}: {err}" if labels else str(err)) from None
+    for uri in sorted({resolve_tracking_uri(c.tracking.uri, Path(launch_dir)) for c in configs}):
+        check_reachable(uri)
     wanted = {(c.data.name, str(resolve_path(c.data.root, Path(launch_dir))), tuple(c.data.sources)) for c in configs}
     for name, root, sources in sorted(wanted):
         ensure_raw(name, root, sources)

@@ -9,6 +9,7 @@ ids (no fluent "active run"): several jobs run in one process under Hydra's basi
 from __future__ import annotations
 
 import functools
+import errno
 import getpass
 import json
 import logging
@@ -60,11 +61,31 @@ def connect(uri: str) -> MlflowClient:
     """A client for ``uri``; a local sqlite file that cannot be written is a user error, said plainly."""
     db = _local_sqlite_file(uri)
     if db is not None:
-        probe = db if db.exists() else db.parent
-        if not probe.exists() or not os.access(probe, os.W_OK):
-            raise UserError(f"tracking.uri={uri!r} cannot be written ({probe} is not writable); "
-                            "launch from a writable directory or set tracking.uri.")
+        probe = db
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        usable = probe.is_file() if probe == db else probe.is_dir()
+        if not usable or not os.access(probe, os.W_OK):
+            raise UserError(f"tracking.uri={uri!r} cannot be written ({probe} is not a writable "
+                            f"{'file' if probe == db else 'directory'}); launch from a writable directory or set "
+                            "tracking.uri.")
     return MlflowClient(uri)
+
+
+def check_reachable(uri: str) -> None:
+    """Before any training: the store can be written (sqlite) or the server answers (http)."""
+    if uri.startswith(("http://", "https://")):
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError as err:
+            raise UserError(f"tracking.uri={uri!r}: no MLflow server answers there ({err}); start one "
+                            "(python -m bn_study.server start) or point tracking.uri elsewhere.") from None
+        raise UserError(f"tracking.uri={uri!r}: the server answered /health with an error; is it an MLflow server?")
+    connect(uri)
 
 
 def ensure_experiment(client: MlflowClient, name: str, uri: str) -> str:
@@ -136,13 +157,21 @@ def run_name(overrides: Iterable[str], seed: int) -> str:
     return " ".join([*kept, f"seed={seed}"])
 
 
+def shared_keys(command_line: Iterable[str]) -> set[str]:
+    """Keys the command line fixes for every job of a sweep (``epochs=3``, not ``norm=none,bn1``)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(list(command_line))
+    return {o.key_or_group for o in parsed if not o.is_sweep_override()}
+
+
 def condition_of(overrides: Iterable[str], base_overrides: Iterable[str] = ()) -> str:
     """What sets this job apart within its sweep: its overrides minus those every job shares, minus seeds.
 
     Runs of one condition differ only in their seed; the report groups them by this tag.
     """
-    base = set(base_overrides)
-    kept = [o for o in overrides if o not in base and _override_key(o) not in ("seed", "seeds")]
+    skip = shared_keys(base_overrides) | {"seed", "seeds"}
+    kept = [o for o in overrides if _override_key(o) not in skip]
     return " ".join(kept) or "defaults"
 
 
@@ -160,6 +189,11 @@ class RunContext:
 def open_context(uri: str, experiment: str, *, device: torch.device, overrides: Sequence[str],
                  multirun_dir: str | None, parent_run_id: str | None, base_overrides: Sequence[str] = (),
                  extra_tags: Mapping[str, str] | None = None) -> RunContext:
+    if uri.startswith(("http://", "https://")):
+        # MLflow's own retries would block a training job for minutes per call while a server is down;
+        # fail each call fast instead and let MemberRun keep the values and retry them later.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
     client = connect(uri)
     experiment_id = ensure_experiment(client, experiment, uri)
     commit, dirty = git_state()
@@ -188,22 +222,70 @@ def _user() -> str:
         return "unknown"
 
 
-class MemberRun:
-    """One MLflow run: what a separately launched run with this member's seed would have logged."""
+class StoreError(RuntimeError):
+    """The tracking or artifact store cannot take what a run writes (a full disk, a server that stays
+    down); the message says which and where. The run is marked FAILED where the store still allows it."""
 
-    def __init__(self, ctx: RunContext, *, seed: int, params: Mapping[str, str],
-                 tags: Mapping[str, str], config_yaml: str) -> None:
-        self.client = ctx.client
+
+class TrackingUnavailable(StoreError):
+    """The tracking store stayed unreachable past the retry budget; what could not be sent is on disk."""
+
+
+_DISK_ERRORS = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT)
+
+
+def _retryable(err: Exception) -> bool:
+    """A store that is down or busy is worth retrying; a request it refuses, or a full disk, is not."""
+    if isinstance(err, OSError) and err.errno in _DISK_ERRORS:
+        return False
+    code = getattr(err, "error_code", None)
+    return code not in ("INVALID_PARAMETER_VALUE", "BAD_REQUEST", "RESOURCE_DOES_NOT_EXIST")
+
+
+class MemberRun:
+    """One MLflow run: what a separately launched run with this member's seed would have logged.
+
+    Metrics go out in batches and are kept in memory while the store cannot take them (a tracking
+    server restarting, a sqlite file busy under parallel jobs); every later call retries them, and
+    ``finish`` retries with backoff for ``retry_seconds`` before it gives up and saves what is left.
+    """
+
+    def __init__(self, client: MlflowClient, run_id: str, name: str, retry_seconds: float = 60.0) -> None:
+        self.client, self.run_id, self.name = client, run_id, name
+        self.retry_seconds = retry_seconds
+        self._pending: list[Metric] = []
+        self._warned = False
+
+    @classmethod
+    def create(cls, ctx: RunContext, *, seed: int, params: Mapping[str, str], tags: Mapping[str, str],
+               config_yaml: str, retry_seconds: float = 60.0) -> MemberRun:
         all_tags = {**ctx.tags, **tags, "seed": str(seed)}
         if ctx.parent_run_id:
             all_tags[MLFLOW_PARENT_RUN_ID] = ctx.parent_run_id
-        self.name = run_name(ctx.overrides, seed)
-        run = self.client.create_run(ctx.experiment_id, run_name=self.name, tags=all_tags)
-        self.run_id = run.info.run_id
+        name = run_name(ctx.overrides, seed)
+        run = ctx.client.create_run(ctx.experiment_id, run_name=name, tags=all_tags)
+        self = cls(ctx.client, run.info.run_id, name, retry_seconds)
         items = [Param(k, v[:6000]) for k, v in sorted(params.items())]
         for i in range(0, len(items), 100):
             self.client.log_batch(self.run_id, params=items[i:i + 100])
-        self.client.log_text(self.run_id, config_yaml, "config.yaml")
+        try:
+            self.log_text(config_yaml, "config.yaml")
+        except StoreError as err:  # e.g. the artifact disk is full: the run must not stay RUNNING
+            self.finish(str(err), outcome="crashed")
+            raise
+        return self
+
+    @classmethod
+    def attach(cls, client: MlflowClient, run_id: str, *, retry_seconds: float = 60.0) -> MemberRun:
+        """Continue an interrupted run: same id, same history, RUNNING again."""
+        run = client.get_run(run_id)
+        client.update_run(run_id, status="RUNNING")
+        client.set_tag(run_id, "resumed", "true")
+        return cls(client, run_id, run.info.run_name, retry_seconds)
+
+    def logged_steps(self, key: str) -> set[int]:
+        """Steps of ``key`` the store already has (a resumed run must not log them twice)."""
+        return {m.step for m in self.client.get_metric_history(self.run_id, key)}
 
     def log_metrics(self, values: Mapping[str, float], step: int) -> None:
         now = int(time.time() * 1000)
@@ -214,27 +296,81 @@ class MemberRun:
         self._log([Metric(key, float(v), now, step) for step, v in points])
 
     def _log(self, metrics: list[Metric]) -> None:
-        for i in range(0, len(metrics), _BATCH):
-            self.client.log_batch(self.run_id, metrics=metrics[i:i + _BATCH])
+        self._pending.extend(metrics)
+        self.flush()
+
+    def flush(self, deadline: float | None = None) -> bool:
+        """Send what is pending; with a deadline, retry with backoff until it passes. True when empty."""
+        delay = 0.5
+        while self._pending:
+            try:
+                self.client.log_batch(self.run_id, metrics=self._pending[:_BATCH])
+            except Exception as err:
+                if not _retryable(err):
+                    raise
+                if deadline is None or time.monotonic() >= deadline:
+                    if not self._warned:
+                        log.warning("tracking store unreachable, %d metric values kept to retry: %s",
+                                    len(self._pending), str(err).splitlines()[0])
+                        self._warned = True
+                    return False
+                time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+                delay = min(delay * 2, 10.0)
+                continue
+            del self._pending[:_BATCH]
+        return True
+
+    def _retrying(self, call: Any, *args: Any) -> None:
+        deadline = time.monotonic() + self.retry_seconds
+        delay = 0.5
+        while True:
+            try:
+                call(*args)
+                return
+            except Exception as err:
+                if not _retryable(err) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
-        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        self._retrying(lambda: self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()]))
 
     def log_figure(self, figure: Any, name: str) -> None:
-        self.client.log_figure(self.run_id, figure, name)
+        self._artifact(self.client.log_figure, figure, name)
 
     def log_text(self, text: str, name: str) -> None:
-        self.client.log_text(self.run_id, text, name)
+        self._artifact(self.client.log_text, text, name)
 
-    def finish(self, failure: str | None, *, status: str | None = None,
+    def _artifact(self, call: Any, payload: Any, name: str) -> None:
+        try:
+            self._retrying(call, self.run_id, payload, name)
+        except OSError as err:
+            if err.errno not in _DISK_ERRORS:
+                raise
+            where = self.client.get_run(self.run_id).info.artifact_uri
+            raise StoreError(f"cannot write artifact {name} of run {self.run_id} to {where}: {err.strerror}") from err
+
+    def finish(self, failure: str | None, *, status: str | None = None, outcome: str | None = None,
                tags: Mapping[str, str] | None = None) -> None:
-        """FINISHED without a failure, else FAILED (or ``status``, e.g. KILLED) with the reason as a tag."""
-        extra = dict(tags or {})
+        """FINISHED without a failure, else FAILED (or ``status``, e.g. KILLED) with the reason as a tag.
+
+        ``outcome`` (finished, diverged, crashed, interrupted, pruned) is what resume reads later."""
+        if not self.flush(deadline=time.monotonic() + self.retry_seconds):
+            unsent = self._save_unsent()
+            raise TrackingUnavailable(f"the tracking store did not take {len(self._pending)} metric values of run "
+                                      f"{self.run_id} within {self.retry_seconds:.0f} s; they are saved in {unsent}")
+        extra = {"outcome": outcome or ("finished" if failure is None else "diverged"), **(tags or {})}
         if failure is not None:
             extra["failure_reason"] = failure
-        if extra:
-            self.set_tags(extra)
-        self.client.set_terminated(self.run_id, status or ("FAILED" if failure else "FINISHED"))
+        self.set_tags(extra)
+        self._retrying(self.client.set_terminated, self.run_id, status or ("FAILED" if failure else "FINISHED"))
+
+    def _save_unsent(self) -> Path:
+        path = Path.cwd() / f"unsent_metrics_{self.run_id}.json"
+        rows = [{"key": m.key, "value": m.value, "timestamp": m.timestamp, "step": m.step} for m in self._pending]
+        path.write_text(json.dumps({"run_id": self.run_id, "metrics": rows}))
+        return path
 
 
 def read_parent_file(sweep_dir: str | Path) -> dict[str, Any] | None:

@@ -121,8 +121,9 @@ def validate_config(cfg: DictConfig, *, check_paths: bool = True) -> None:
     _one_of("engine", cfg.engine, ENGINES)
     _one_of("objective.metric", cfg.objective.metric, METRICS)
     _one_of("objective.direction", cfg.objective.direction, DIRECTIONS)
-    if cfg.progress not in ("auto", True, False):
-        raise UserError(f"progress={cfg.progress!r} is not allowed; choose auto, true or false.")
+    for key in ("progress", "resume"):
+        if cfg[key] not in ("auto", True, False):
+            raise UserError(f"{key}={cfg[key]!r} is not allowed; choose auto, true or false.")
     member_seeds(cfg)
     resolve_device(cfg.device)
 

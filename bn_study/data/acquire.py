@@ -17,7 +17,14 @@ from pathlib import Path
 import filelock
 
 from bn_study.data.atomic import publish, stage_bytes
-from bn_study.data.catalog import RAW_FILES, DatasetSpec, get_dataset, missing_raw_files, raw_dir
+from bn_study.data.catalog import (
+    RAW_FILES,
+    DatasetSpec,
+    get_dataset,
+    missing_raw_files,
+    raw_dir,
+    raw_file_problems,
+)
 from bn_study.data.failures import SourceFailed
 from bn_study.data.idx import encode_images, encode_labels
 from bn_study.data.paths import check_root_writable, normalize_root
@@ -54,7 +61,7 @@ def acquire_raw(
     raw = raw_dir(root_path, spec)
     # Fast path without the lock: files are only ever published whole, so all four present means done. It also
     # lets a read-only root that already holds the data work.
-    if "local" in order and not missing_raw_files(raw):
+    if "local" in order and not missing_raw_files(raw) and not raw_file_problems(raw):
         return raw
 
     check_root_writable(root_path)
@@ -106,6 +113,12 @@ def _run_chain(spec: DatasetSpec, order: tuple[str, ...], root: Path, raw: Path,
 
 def _from_local(raw: Path) -> None:
     # Re-checked under the lock: another process may have published the files while this one waited.
+    problems = raw_file_problems(raw)
+    if problems:
+        # Truncated or foreign files are never decoded: remove them so the next source fetches clean ones.
+        for name in RAW_FILES:
+            (raw / name).unlink(missing_ok=True)
+        raise SourceFailed(f"corrupt files deleted ({'; '.join(problems)})")
     missing = missing_raw_files(raw)
     if len(missing) == len(RAW_FILES):
         raise SourceFailed("no files there")

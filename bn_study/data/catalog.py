@@ -48,3 +48,36 @@ def raw_dir(root: Path, spec: DatasetSpec) -> Path:
 
 def missing_raw_files(raw: Path) -> list[str]:
     return [f for f in RAW_FILES if not (raw / f).is_file()]
+
+
+def raw_file_problems(raw: Path) -> list[str]:
+    """What is wrong with files that are present. A truncated write or a damaged header shows as a file
+    whose size disagrees with its own header (magic, count, image side), long before anything is decoded."""
+    import struct
+
+    problems, counts = [], {}
+    for name in RAW_FILES:
+        path = raw / name
+        if not path.is_file():
+            continue
+        images = "images" in name
+        with open(path, "rb") as handle:
+            head = handle.read(16 if images else 8)
+        actual = path.stat().st_size
+        if len(head) < (16 if images else 8):
+            problems.append(f"{name} is truncated ({actual} bytes)")
+            continue
+        if images:
+            magic, n, rows, cols = struct.unpack(">IIII", head)
+            size, ok = 16 + n * rows * cols, magic == 2051 and (rows, cols) == (IMAGE_SIDE, IMAGE_SIDE)
+        else:
+            magic, n = struct.unpack(">II", head)
+            size, ok = 8 + n, magic == 2049
+        if not ok:
+            problems.append(f"{name} has a foreign header")
+        elif actual != size:
+            problems.append(f"{name} has {actual} bytes, its header promises {size}")
+        counts.setdefault(name.split("-")[0], set()).add(n)
+    problems += [f"{split} images and labels disagree on the count ({sorted(n)})"
+                 for split, n in counts.items() if len(n) > 1]
+    return problems

@@ -4,7 +4,8 @@ Before anything is written, every job's config is composed and checked: one bad 
 grid (``norm=bn4`` with ``model=book``, say) stops the multirun with exit code 2 and one sentence,
 before a sweep dir, a run or an MLflow record exists. The data the jobs need is fetched here, once.
 Then the multirun's MLflow parent run is created (with the database and experiment), the jobs run as
-its children, and the parent is closed.
+its children — all of them, whatever fails — and a summary table closes the sweep, which exits 1 if a
+job diverged or crashed.
 """
 
 from __future__ import annotations
@@ -13,12 +14,16 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from pathlib import Path
+
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import DictConfig
+from hydra.core.utils import JobReturn
+from omegaconf import DictConfig, OmegaConf
 
 from bn_study.parent_run import ParentRun, sweep_description
 from bn_study.preflight import preflight
+from bn_study.sweep_summary import any_failed, counts, job_row, print_summary
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +57,26 @@ class GridSweeper(BasicSweeper):
     def sweep(self, arguments: list[str]) -> Any:
         jobs = self.all_jobs(arguments)
         preflight(compose_jobs(self, jobs), self.config.hydra.runtime.cwd, job_labels(jobs))
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         self.parent = ParentRun(self.config, sweep_description(list(self.config.hydra.overrides.task)))
+        results: list[JobReturn] = []
         try:
-            returns = super().sweep(arguments)
+            # Unlike BasicSweeper, a failed job does not stop the sweep: every job runs, then the summary.
+            for batch in self.split_overrides_to_chunks(jobs, self.max_batch_size):
+                results.extend(self.launcher.launch(batch, initial_job_idx=len(results)))
         except BaseException:
             self.parent.finish(failed=True)
             raise
-        self.parent.finish(failed=False)
-        return returns
+        shared = list(self.config.hydra.overrides.task)
+        rows = [job_row(i, r, shared) for i, r in enumerate(results)]
+        print_summary(rows)
+        failed = any_failed(rows)
+        self.parent.set_tags({f"jobs_{status}": n for status, n in counts(rows).items()})
+        self.parent.finish(failed=failed)
+        if failed:
+            log.error("%d of %d jobs failed; see the summary above and their MLflow runs",
+                      sum(r.status in ("diverged", "crashed") for r in rows), len(rows))
+            raise SystemExit(1)
+        return [results]

@@ -1,0 +1,80 @@
+"""Per-epoch checkpoints, so an interrupted job resumes where it stopped instead of starting over.
+
+One file per job, named by the job's content hash, under ``checkpoint_dir`` (relative to the launch
+dir): written atomically after each epoch's metrics reached MLflow, deleted when the job ends. It
+holds everything the next epoch depends on — parameters, BN statistics, optimizer state, each
+member's shuffle generator, the epoch counter — plus the MLflow run ids to continue and the metric
+history the final figures need. Loaded with ``weights_only=True``: tensors and plain containers only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+class Checkpoint:
+    def __init__(self, directory: str | Path, job_hash: str) -> None:
+        self.path = Path(directory) / f"{job_hash}.pt"
+
+    def save(self, payload: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.stem}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                torch.save(payload, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def load(self) -> dict[str, Any] | None:
+        """The saved state, or None when there is none or it cannot be read (then the job starts fresh)."""
+        if not self.path.exists():
+            return None
+        try:
+            return torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as err:  # truncated by a crash mid-write of an older version, or foreign
+            log.warning("ignoring unreadable checkpoint %s (%s); starting the job fresh", self.path, err)
+            return None
+
+    def delete(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def capture(state: Any, *, job_hash: str, member_hashes: list[str], run_ids: list[str],
+            history: list[dict[str, Any]], probe_first: list[list[torch.Tensor]] | None) -> dict[str, Any]:
+    """The training state after an epoch, as plain tensors and containers."""
+    return {
+        "job_hash": job_hash,
+        "member_hashes": member_hashes,
+        "run_ids": run_ids,
+        "epoch": state.epoch,
+        "global_step": state.global_step,
+        "failures": list(state.failures),
+        "net": state.members.net.state_dict(),
+        "optimizer": state.optimizer.state_dict(),
+        "shufflers": [g.get_state() for g in state.shufflers],
+        "history": history,
+        "probe_first": probe_first,
+    }
+
+
+def restore(state: Any, payload: dict[str, Any]) -> None:
+    """Put a captured state back into a freshly built one (same members, same optimizer)."""
+    state.members.net.load_state_dict(payload["net"])
+    state.optimizer.load_state_dict(payload["optimizer"])
+    for generator, saved in zip(state.shufflers, payload["shufflers"]):
+        generator.set_state(saved)
+    state.epoch = int(payload["epoch"])
+    state.global_step = int(payload["global_step"])
+    state.failures = list(payload["failures"])

@@ -1,0 +1,62 @@
+"""The end of a multirun: one line per job — finished, resumed, skipped, diverged, crashed, pruned —
+as a rich table, and whether the sweep as a whole failed."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from hydra.core.utils import JobReturn, JobStatus
+from rich.table import Table
+
+from bn_study.console import get_console
+from bn_study.tracking import condition_of
+
+FAILING = ("diverged", "crashed")
+
+
+@dataclass(frozen=True)
+class JobRow:
+    index: int
+    overrides: str
+    status: str
+    objective: float | None
+    detail: str
+
+
+def job_row(index: int, ret: JobReturn, shared: Sequence[str] = ()) -> JobRow:
+    """``shared``: the overrides every job has (the command line's), left out of the table."""
+    overrides = condition_of(ret.overrides or [], shared)
+    value = ret._return_value  # never .return_value: it prints and re-raises a failed job's error
+    if ret.status == JobStatus.COMPLETED:
+        status = getattr(value, "status", "finished")
+        objective = float(value) if isinstance(value, (int, float)) else None
+        return JobRow(index, overrides, status, objective, getattr(value, "detail", ""))
+    kind = type(value).__name__
+    status = "pruned" if kind == "TrialPruned" else "crashed"
+    return JobRow(index, overrides, status, None, f"{kind}: {value}".splitlines()[0][:200])
+
+
+def counts(rows: Sequence[JobRow]) -> dict[str, int]:
+    return dict(Counter(r.status for r in rows))
+
+
+def any_failed(rows: Sequence[JobRow]) -> bool:
+    return any(r.status in FAILING for r in rows)
+
+
+def print_summary(rows: Sequence[JobRow], title: str = "multirun summary") -> None:
+    table = Table(title=title, title_justify="left")
+    for name, style in (("#", "dim"), ("job", ""), ("status", ""), ("objective", ""), ("detail", "dim")):
+        table.add_column(name, style=style, overflow="fold")
+    colour = {"finished": "green", "resumed": "green", "skipped": "cyan", "pruned": "yellow",
+              "diverged": "red", "crashed": "red"}
+    for r in rows:
+        shown = "" if r.objective is None or not math.isfinite(r.objective) else f"{r.objective:.4f}"
+        table.add_row(str(r.index), r.overrides, f"[{colour.get(r.status, '')}]{r.status}[/]", shown, r.detail)
+    console = get_console()
+    console.print(table)
+    tally = ", ".join(f"{n} {status}" for status, n in sorted(counts(rows).items()))
+    console.print(f"{len(rows)} jobs: {tally}")

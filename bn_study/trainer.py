@@ -1,0 +1,173 @@
+"""One job's training, epoch by epoch: each epoch's numbers go to the members' MLflow runs, the probe
+looks at the hidden layers, a checkpoint is written, the Optuna trial hears the objective; at the end
+come the test metrics and the figures."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+from bn_study import figures
+from bn_study.checkpoint import Checkpoint, capture
+from bn_study.data import Splits
+from bn_study.job import JobContext
+from bn_study.loop import EpochReport, Members, StepFn, TrainSpec, TrainState, evaluate, fit, targets
+from bn_study.losses import member_loss
+from bn_study.model import hidden_activation_names
+from bn_study.outcome import worst_value
+from bn_study.probe import ActivationProbe
+from bn_study.progress import TrainingProgress, bars_wanted
+from bn_study.tracking import MemberRun
+from bn_study.trial import TrialReporter
+
+log = logging.getLogger("bn_study")
+
+
+@dataclass
+class Resumed:
+    """What a checkpoint brings back besides the training state."""
+
+    history: list[EpochReport]
+    probe_first: list[list[Any]] | None
+
+
+@dataclass
+class JobTraining:
+    cfg: DictConfig
+    job: JobContext
+    splits: Splits
+    state: TrainState
+    spec: TrainSpec
+    step: StepFn
+    runs: list[MemberRun]
+    reporter: TrialReporter | None
+    checkpoint: Checkpoint
+    job_hash: str
+    member_hashes: list[str]
+    resumed: Resumed | None = None
+    history: list[EpochReport] = field(default_factory=list)
+
+    @property
+    def members(self) -> Members:
+        return self.state.members
+
+    def run(self) -> list[EpochReport]:
+        cfg, members = self.cfg, self.members
+        probe = ActivationProbe(members.net, cfg.act.name, self.splits.val_x[: cfg.probe.samples]) \
+            if cfg.probe.enabled else None
+        self.history = list(self.resumed.history) if self.resumed else []
+        # a resumed run may already hold the epoch that was running when the job died
+        logged_epochs = [r.logged_steps("val_acc") if self.resumed else set() for r in self.runs]
+        logged_steps = [max(r.logged_steps("step_loss") or {0}) if self.resumed else 0 for r in self.runs]
+        if probe is not None:
+            if self.resumed and self.resumed.probe_first is not None:
+                probe.first = [[t.numpy() for t in layers] for layers in self.resumed.probe_first]
+            else:
+                for r, stats in zip(self.runs, probe.measure(members, members.count)):
+                    r.log_metrics(stats, step=0)  # step 0 = before training
+
+        steps_per_epoch = math.ceil(self.splits.train_x.shape[0] / self.spec.batch_size)
+        bars = bars_wanted(cfg.progress, self.job.launcher)
+        label = " ".join(self.job.overrides) or "run"
+        with TrainingProgress(bars, self.spec.epochs, steps_per_epoch, label) as progress:
+            for report in fit(self.state, self.splits, self.spec, self.step, progress=progress.for_epoch):
+                self.history.append(report)
+                stats = probe.measure(members, members.count) if probe else [{}] * members.count
+                for k, r in enumerate(self.runs):
+                    if report.epoch in logged_epochs[k]:
+                        continue
+                    r.log_series("step_loss", [(s, v[k]) for s, v in report.step_losses
+                                               if s > logged_steps[k] and math.isfinite(v[k])])
+                    if report.failures[k] is None:
+                        r.log_metrics({**report.metrics[k], **stats[k]}, step=report.epoch)
+                self._save_checkpoint(probe)
+                progress.epoch_done([m["val_acc"] for m in report.metrics])
+                log.info(epoch_line(report, self.spec.epochs))
+                if self.reporter is not None and not any(report.failures):
+                    self.reporter.report(report.epoch, objective_value([report], report.failures,
+                                                                       cfg.objective.metric, cfg.objective.direction))
+        self._log_test_metrics()
+        if cfg.tracking.figures:
+            self._log_figures(probe)
+        return self.history
+
+    def _save_checkpoint(self, probe: ActivationProbe | None) -> None:
+        first = None
+        if probe is not None and probe.first is not None:
+            first = [[torch.from_numpy(a) for a in layers] for layers in probe.first]
+        history = [{"epoch": r.epoch, "seconds": r.seconds, "metrics": r.metrics, "failures": r.failures}
+                   for r in self.history]
+        self.checkpoint.save(capture(self.state, job_hash=self.job_hash, member_hashes=self.member_hashes,
+                                     run_ids=[r.run_id for r in self.runs], history=history, probe_first=first))
+
+    def _log_test_metrics(self) -> None:
+        """``test_*`` at the end: the last ``val_*`` when validation was the test set; with a holdout split
+        the test set is looked at only when ``final_test`` asks (never during tuning)."""
+        cfg, splits, history = self.cfg, self.splits, self.history
+        if not history:
+            return
+        if splits.val_split == "test":
+            test = [(m["val_loss"], m["val_acc"]) for m in history[-1].metrics]
+        elif cfg.final_test:
+            loss, acc = evaluate(self.members, targets(splits.test_x, splits.test_y, cfg.loss.name,
+                                                       splits.num_classes), member_loss(cfg.loss.name))
+            test = list(zip(loss.tolist(), acc.tolist()))
+        else:
+            return
+        for k, r in enumerate(self.runs):
+            if self.state.failures[k] is None:
+                r.log_metrics({"test_loss": test[k][0], "test_acc": test[k][1]}, step=history[-1].epoch)
+
+    def _log_figures(self, probe: ActivationProbe | None) -> None:
+        cfg, splits, members = self.cfg, self.splits, self.members
+        outputs = None
+        if cfg.model.show_record is not None:
+            index = int(cfg.model.show_record)
+            with torch.no_grad():
+                members.net.eval()
+                outputs = members(splits.test_x[index:index + 1].unsqueeze(0).expand(members.count, -1, -1))
+                members.net.train()
+            outputs = outputs[:, 0].cpu().numpy()
+        layer_names = hidden_activation_names(members.template)
+        for k, r in enumerate(self.runs):
+            history = [rep.metrics[k] for rep in self.history if rep.failures[k] is None]
+            if history:
+                _save(r, figures.learning_curves(history, r.name), "curves.png")
+            if probe is not None and probe.first is not None and probe.last is not None:
+                _save(r, figures.activation_histograms(probe.first[k], probe.last[k], layer_names, cfg.act.name,
+                                                       r.name), "activations.png")
+            if outputs is not None:
+                index = int(cfg.model.show_record)
+                label = int(splits.test_y[index])
+                _save(r, figures.record_outputs(outputs[k], label, index, r.name), f"record_{index}.png")
+                r.log_text(" ".join(f"{v:.6f}" for v in outputs[k]) + "\n", f"record_{index}_outputs.txt")
+
+
+def _save(r: MemberRun, fig: Any, name: str) -> None:
+    try:
+        r.log_figure(fig, name)
+    finally:
+        figures.close(fig)
+
+
+def objective_value(reports: Sequence[EpochReport], failures: Sequence[str | None], metric: str,
+                    direction: str) -> float:
+    """The final epoch's metric, averaged over members; the worst possible value if any member failed."""
+    if not reports or any(failures):
+        return worst_value(direction)
+    values = [m[metric] for m in reports[-1].metrics]
+    return sum(values) / len(values)
+
+
+def epoch_line(report: EpochReport, epochs: int) -> str:
+    def show(key: str) -> str:
+        return " ".join(f"{m[key]:.4f}" for m in report.metrics)
+
+    return (f"epoch {report.epoch}/{epochs}  train_loss {show('train_loss')}  val_loss {show('val_loss')}  "
+            f"val_acc {show('val_acc')}  ({report.seconds:.2f} s)")

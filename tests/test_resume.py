@@ -1,0 +1,128 @@
+"""Sweeps that survive: a killed multirun resumes without twins, failures stay isolated, parallel
+jobs on one sqlite store lose nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+SMALL = ["data.limit_train=1000", "probe.enabled=false", "tracking.figures=false", "log_every=5"]
+
+
+def bn_study(launch_dir: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "bn_study", *args], cwd=launch_dir, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def children(launch_dir: Path, experiment: str = "bn_study"):
+    client = MlflowClient(f"sqlite:///{launch_dir / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    return client, [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+
+
+def test_killed_multirun_resumes_the_interrupted_job_and_skips_finished_ones(tmp_path):
+    # job #2 (the third) walks 12 000 images per epoch, the others a few hundred: a wide window to kill it in
+    args = ["-m", "data.limit_train=300,400,12000,500", "act=relu", "epochs=5", "batch_size=64",
+            "probe.enabled=false", "tracking.figures=false", "log_every=50"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "bn_study", *args], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    third_job_started = False
+    killed_during = None
+    for line in proc.stdout:
+        if "#2 :" in line:
+            third_job_started = True
+        if third_job_started and "epoch 1/5" in line:  # job 3 has checkpointed at least one epoch
+            killed_during = line
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    assert killed_during is not None, "job 3 never finished an epoch"
+    assert proc.returncode == -signal.SIGKILL
+    client, before = children(tmp_path)
+    assert sorted(r.info.status for r in before) == ["FINISHED", "FINISHED", "RUNNING"]
+    interrupted = next(r for r in before if r.info.status == "RUNNING")
+    assert list((tmp_path / "checkpoints").glob("*.pt")), "the interrupted job left no checkpoint"
+
+    again = bn_study(tmp_path, *args)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "resuming from the checkpoint after epoch" in again.stdout
+    assert again.stdout.count("skipped") >= 2
+    client, after = children(tmp_path)
+    assert len(after) == 4 and all(r.info.status == "FINISHED" for r in after)
+    assert len({r.data.tags["config_hash"] for r in after}) == 4  # no twins
+    resumed = client.get_run(interrupted.info.run_id)
+    assert resumed.info.status == "FINISHED" and resumed.data.tags["resumed"] == "true"
+    epochs = [m.step for m in client.get_metric_history(resumed.info.run_id, "val_acc")]
+    assert epochs == [1, 2, 3, 4, 5]  # each epoch logged exactly once across the two processes
+    steps = [m.step for m in client.get_metric_history(resumed.info.run_id, "step_loss")]
+    assert steps == sorted(set(steps))
+    assert not list((tmp_path / "checkpoints").glob("*.pt"))  # cleaned up once the job finished
+
+    fresh = bn_study(tmp_path, *args, "resume=false")
+    assert fresh.returncode == 0
+    _, twice = children(tmp_path)
+    assert len(twice) == 8  # resume=false trains everything again
+
+
+def test_a_diverging_job_fails_alone_and_the_sweep_says_so(cli, tmp_path):
+    result = cli("-m", "act=relu", "optimizer.lr=0.01,1e30", "optimizer.momentum=0", "optimizer.nesterov=false",
+                 "epochs=2", *SMALL)
+    assert result.code == 1
+    assert "multirun summary" in result.out and "1 diverged, 1 finished" in result.out
+    _, runs = children(tmp_path)
+    by_lr = {r.data.params["optimizer.lr"]: r for r in runs}
+    assert by_lr["0.01"].info.status == "FINISHED"
+    bad = by_lr["1e+30"]
+    assert bad.info.status == "FAILED" and bad.data.tags["outcome"] == "diverged"
+    assert "nan" in bad.data.tags["failure_reason"] or "inf" in bad.data.tags["failure_reason"]
+    parent = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_run(bad.data.tags["mlflow.parentRunId"])
+    assert parent.info.status == "FAILED" and parent.data.tags["jobs_diverged"] == "1"
+
+
+def test_a_crashing_job_leaves_its_traceback_and_the_others_run(cli, tmp_path, monkeypatch):
+    import bn_study.trainer as trainer
+
+    original = trainer.JobTraining.run
+
+    def crash_for_bn(self):
+        if self.cfg.norm.kind == "batch":
+            raise RuntimeError("simulated crash inside the training loop")
+        return original(self)
+
+    monkeypatch.setattr(trainer.JobTraining, "run", crash_for_bn)
+    result = cli("-m", "norm=none,bn1", "act=sigmoid,relu", "epochs=1", *SMALL)
+    assert result.code == 1
+    assert "2 crashed, 2 finished" in result.out
+    client, runs = children(tmp_path)
+    crashed = [r for r in runs if r.info.status == "FAILED"]
+    assert len(crashed) == 2 and len(runs) == 4
+    for r in crashed:
+        assert r.data.tags["outcome"] == "crashed"
+        assert "simulated crash" in r.data.tags["failure_reason"]
+        trace = Path(client.download_artifacts(r.info.run_id, "traceback.txt", str(tmp_path / r.info.run_id)))
+        assert "Traceback" in trace.read_text() and "crash_for_bn" in trace.read_text()
+
+
+@pytest.mark.parametrize("attempt", [1, 2, 3])
+def test_parallel_joblib_workers_share_one_fresh_sqlite_store(tmp_path, attempt):
+    result = bn_study(tmp_path, "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=4",
+                      "act=sigmoid,relu", "norm=none,bn1", "optimizer=sgd,adam", "epochs=2", *SMALL, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "locked" not in result.stdout + result.stderr
+    client, runs = children(tmp_path)
+    assert len(runs) == 8 and all(r.info.status == "FINISHED" for r in runs)
+    assert len({r.data.tags["condition"] for r in runs}) == 8
+    for r in runs:
+        for key in ("train_loss", "train_acc", "val_loss", "val_acc", "epoch_seconds"):
+            assert [m.step for m in client.get_metric_history(r.info.run_id, key)] == [1, 2], key
+        assert len(client.get_metric_history(r.info.run_id, "step_loss")) == 2 * 8 // 5  # 8 steps/epoch, every 5th
