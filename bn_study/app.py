@@ -23,7 +23,7 @@ from bn_study.losses import member_loss
 from bn_study.model import seeded_models
 from bn_study.optim import build_optimizer
 from bn_study.outcome import JobOutcome, worst_value
-from bn_study.resume import config_hash, final_runs, job_hash, resumable_run_ids
+from bn_study.resume import config_hash, final_runs, job_hash, resumable_run_ids, reused_tag
 from bn_study.tracking import MemberRun, RunContext, StoreError, flatten, open_context, read_parent_file, resolve_tracking_uri
 from bn_study.trainer import JobTraining, Resumed, objective_value
 from bn_study.trial import current_reporter
@@ -82,6 +82,9 @@ def run(cfg: DictConfig) -> JobOutcome:
     resume = resume_enabled(cfg.resume, job)
     done = final_runs(ctx.client, ctx.experiment_id, hashes) if resume else {}
     todo = [seed for seed in seeds if seed not in done]
+    if done and ctx.parent_run_id:  # this sweep's results include them: say so, for the report
+        for r in done.values():
+            ctx.client.set_tag(r.info.run_id, reused_tag(ctx.parent_run_id), "true")
     if not todo:
         ids = " ".join(r.info.run_id for r in done.values())
         log.info("skipped: every seed of this job already has a result in MLflow (runs %s)", ids)
@@ -124,6 +127,9 @@ def run(cfg: DictConfig) -> JobOutcome:
     retry = float(cfg.tracking.retry_seconds)
     if resume_ids:
         runs = [MemberRun.attach(ctx.client, run_id, retry_seconds=retry) for run_id in resume_ids]
+        if ctx.parent_run_id:
+            for r in runs:
+                ctx.client.set_tag(r.run_id, reused_tag(ctx.parent_run_id), "true")
     else:
         runs = []
         for seed in todo:

@@ -23,6 +23,11 @@ NOT_HASHED = ("tracking", "progress", "resume", "checkpoint_dir", "report", "eng
 FINAL_OUTCOMES = ("finished", "diverged")
 
 
+def reused_tag(parent_run_id: str) -> str:
+    """Tag on a run that a later sweep skipped (already done) or continued: it belongs to that sweep too."""
+    return f"reused_in.{parent_run_id}"
+
+
 def config_hash(member_cfg: DictConfig) -> str:
     data = OmegaConf.to_container(member_cfg, resolve=True)
     assert isinstance(data, dict)

@@ -29,6 +29,12 @@ def children(launch_dir: Path, experiment: str = "bn_study"):
     return client, [r for r in runs if "mlflow.parentRunId" in r.data.tags]
 
 
+def children_runs_of(client: MlflowClient, launch_dir: Path):
+    """The multirun parents of the store."""
+    exp = client.get_experiment_by_name("bn_study")
+    return [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("role") == "multirun parent"]
+
+
 def test_killed_multirun_resumes_the_interrupted_job_and_skips_finished_ones(tmp_path):
     # job #2 (the third) walks 12 000 images per epoch, the others a few hundred: a wide window to kill it in
     args = ["-m", "data.limit_train=300,400,12000,500", "act=relu", "epochs=5", "batch_size=64",
@@ -67,6 +73,11 @@ def test_killed_multirun_resumes_the_interrupted_job_and_skips_finished_ones(tmp
     steps = [m.step for m in client.get_metric_history(resumed.info.run_id, "step_loss")]
     assert steps == sorted(set(steps))
     assert not list((tmp_path / "checkpoints").glob("*.pt"))  # cleaned up once the job finished
+    # the second sweep's results include the runs it skipped or continued (the report reads them from there)
+    second_parent = next(r for r in children_runs_of(client, tmp_path) if r.info.run_id not in
+                         {b.data.tags["mlflow.parentRunId"] for b in before})
+    reused = [r for r in after if r.data.tags.get(f"reused_in.{second_parent.info.run_id}") == "true"]
+    assert len(reused) == 3  # two skipped, one continued
 
     fresh = bn_study(tmp_path, *args, "resume=false")
     assert fresh.returncode == 0

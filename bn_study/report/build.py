@@ -1,0 +1,114 @@
+"""One experiment's report, end to end: spec + MLflow → conditions → claims → figures → README → artifacts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from mlflow import MlflowClient
+
+from bn_study.errors import UserError
+from bn_study.report import figures
+from bn_study.report.claims import PublishedResult, compare_published, evaluate
+from bn_study.report.collect import Condition, Study, collect, group, select
+from bn_study.report.render import FigureEntry, experiment_readme, index_readme
+from bn_study.report.spec import EXPERIMENT_DIR, FigureSpec, ReportSpec, known_experiments, load_spec
+
+ARTIFACT_DIR = "report"  # under the sweep's parent run
+# a tuned study's arms differ in what the tuning chose: show it next to the result
+TUNED_PARAMS = ("optimizer.lr", "batch_size")
+
+
+def _val_is_test(conditions: Sequence[Condition]) -> bool:
+    return all(c.choices.get("data.val", "test") == "test" for c in conditions)
+
+
+def _figure_caption(f: FigureSpec, conditions: Sequence[Condition], spec: ReportSpec) -> str:
+    if f.caption:
+        return str(f.caption).strip()
+    if f.kind == "curves":
+        style = f" Line style marks `{spec.style_by}` (solid: first value, dashed: second)." if spec.style_by else ""
+        colour = (f" Colour marks `{spec.color_by}`, as in every figure here." if spec.color_by
+                  else " One colour per condition, as in every figure here.")
+        rows = f" One row per `{f.rows}`." if f.rows else ""
+        return (f"{', '.join(f.metrics)} against epochs for every condition: the mean over seeds (line) and its 95 % "
+                f"t-interval (band).{rows}{colour}{style}")
+    if f.kind == "activations":
+        names = "; ".join(c.label for sel in f.select for c in select(conditions, sel))
+        return (f"Hidden-layer outputs at test time, per layer and epoch (0 = before training): {', '.join(f.stats)} "
+                f"for {names}. `inactive` is the fraction of units that pass almost no gradient — saturated sigmoid "
+                "units (output < 0.01 or > 0.99), dead relu units (exactly 0), or leaky relu units on the negative "
+                "side.")
+    return (f"`{spec.published_metric}` per condition: each seed (small dots), the mean with its 95 % CI (large dot "
+            "and bar), and the published single run (black ×).")
+
+
+def draw_figures(spec: ReportSpec, conditions: Sequence[Condition], out: Path) -> list[FigureEntry]:
+    val_is_test = _val_is_test(conditions)
+    colours = figures.palette(conditions, spec.color_by)  # the same in every figure
+    styles = figures.line_styles(conditions, spec.style_by)
+    entries = []
+    for f in spec.figures:
+        title = f"{spec.experiment}: {f.title or spec.title}"
+        if f.kind == "curves":
+            fig = figures.curves(f, conditions, colours, styles, title, val_is_test)
+        elif f.kind == "activations":
+            if not any(select(conditions, s) for s in f.select):
+                continue  # none of its conditions ran in this sweep
+            fig = figures.activations(f, conditions, colours, styles, title)
+        else:
+            if not any(c.published is not None for c in conditions):
+                continue
+            fig = figures.published(conditions, spec.published_metric, colours,
+                                    f"{spec.experiment}: published vs reproduced {spec.published_metric}")
+        file = f"{f.name}.png"
+        figures.save(fig, out / file)
+        entries.append(FigureEntry(file, f.title or f.name, _figure_caption(f, conditions, spec)))
+    return entries
+
+
+def build(study: Study, spec: ReportSpec, out: Path) -> Path:
+    """Write README.md and the figures into ``out`` (old ones removed first); return the README's path."""
+    conditions = group(study, spec)
+    claims = [evaluate(c, conditions) for c in spec.claims]
+    published: list[PublishedResult] = [r for c in conditions
+                                         if (r := compare_published(c, spec.published_metric, spec.published_rounding))]
+    out.mkdir(parents=True, exist_ok=True)
+    for old in [*out.glob("*.png"), out / "README.md"]:  # only what an earlier report wrote here
+        old.unlink(missing_ok=True)
+    entries = draw_figures(spec, conditions, out)
+    readme = out / "README.md"
+    params = spec.table_params or tuple(p for p in (TUNED_PARAMS if study.group_tag == "arm" else ())
+                                        if any(p in r.choices for r in study.runs))
+    readme.write_text(experiment_readme(study, spec, conditions, claims, published, entries, params), encoding="utf-8")
+    return readme
+
+
+def log_to_parent(client: MlflowClient, study: Study, out: Path) -> None:
+    """The same files as artifacts of the sweep's parent run, under ``report/``."""
+    client.log_artifacts(study.parent.run_id, str(out), ARTIFACT_DIR)
+
+
+def report_experiment(client: MlflowClient, name: str, out_root: Path, *, parent_id: str | None = None,
+                      artifacts: bool = True, experiment_dir: Path = EXPERIMENT_DIR) -> Path:
+    spec = load_spec(name, experiment_dir)
+    if spec.logs_to and spec.logs_to != name and client.get_experiment_by_name(name) is None:
+        raise UserError(f"conf/experiment/{name}.yaml logs its runs to the MLflow experiment {spec.logs_to!r}; "
+                        f"report that one: python -m bn_study.report {spec.logs_to}.")
+    if not spec.has_file and client.get_experiment_by_name(name) is None:
+        known = ", ".join(known_experiments(experiment_dir))
+        raise UserError(f"unknown experiment {name!r}: there is no conf/experiment/{name}.yaml and no MLflow "
+                        f"experiment of that name; known experiments: {known}.")
+    study = collect(client, name, parent_id)
+    readme = build(study, spec, out_root / name)
+    if artifacts:
+        log_to_parent(client, study, readme.parent)
+    return readme
+
+
+def write_index(out_root: Path) -> Path:
+    out_root.mkdir(parents=True, exist_ok=True)
+    path = out_root / "README.md"
+    path.write_text(index_readme(out_root), encoding="utf-8")
+    return path
+
