@@ -18,10 +18,9 @@ from bn_study.checkpoint import Checkpoint, restore
 from bn_study.data import load_splits
 from bn_study.errors import UserError, exit_for_user
 from bn_study.job import JobContext, resolve_path
-from bn_study.loop import EpochReport, Members, TrainSpec, eager_step, new_state
-from bn_study.losses import member_loss
+from bn_study.engines import build_engine
+from bn_study.loop import EpochReport, Members, TrainSpec, new_state
 from bn_study.model import seeded_models
-from bn_study.optim import build_optimizer
 from bn_study.outcome import JobOutcome, worst_value
 from bn_study.resume import config_hash, final_runs, job_hash, resumable_run_ids, reused_tag
 from bn_study.tracking import MemberRun, RunContext, StoreError, flatten, open_context, read_parent_file, resolve_tracking_uri
@@ -70,7 +69,7 @@ def run(cfg: DictConfig) -> JobOutcome:
     # config: every user mistake is caught here, before data, model or MLflow are touched
     validate_config(cfg)
     job = JobContext.current()
-    job.share_cores()
+    job.set_threads(cfg.threads, cfg.batch_size)
     device = resolve_device(cfg.device)
     seeds = member_seeds(cfg)
     configs = {seed: member_config(cfg, seed) for seed in seeds}
@@ -108,9 +107,7 @@ def run(cfg: DictConfig) -> JobOutcome:
     models = seeded_models(todo, cfg.model, cfg.act, cfg.norm,
                            num_features=splits.num_features, num_classes=splits.num_classes)
     members = Members(models)
-    members.net.to(device)
-    optimizer = build_optimizer(members.net.parameters(), cfg.optimizer)
-    step = eager_step(members, member_loss(cfg.loss.name), optimizer)
+    optimizer, step = build_engine(cfg.engine, members, cfg.loss.name, cfg.optimizer, device)
     state = new_state(members, optimizer, todo)
     spec = TrainSpec(epochs=cfg.epochs, batch_size=cfg.batch_size, seeds=tuple(todo), loss=cfg.loss.name,
                      shuffle=cfg.shuffle, log_every=cfg.log_every, drop_last=cfg.drop_last)

@@ -124,6 +124,8 @@ def validate_config(cfg: DictConfig, *, check_paths: bool = True) -> None:
     for key in ("progress", "resume"):
         if cfg[key] not in ("auto", True, False):
             raise UserError(f"{key}={cfg[key]!r} is not allowed; choose auto, true or false.")
+    if cfg.threads != "auto":
+        _int_at_least("threads", cfg.threads, 1)
     member_seeds(cfg)
     resolve_device(cfg.device)
 
