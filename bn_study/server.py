@@ -128,7 +128,8 @@ def start(root: Path, host: str, port: int, pg_port: int, timeout: float = 120.0
             proc.kill()
             raise UserError(f"mlflow server did not come up on {tracking}; see {root / 'mlflow.log'}.")
         time.sleep(0.5)
-    info = ServerInfo(tracking, f"{base}/optuna", backend, str(artifacts), proc.pid)
+    info = ServerInfo(tracking, f"{base.replace('postgresql://', 'postgresql+psycopg2://')}/optuna", backend,
+                      str(artifacts), proc.pid)
     info_file.write_text(json.dumps(asdict(info)))
     return info
 

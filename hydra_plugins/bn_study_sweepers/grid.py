@@ -21,10 +21,6 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn
 from omegaconf import DictConfig, OmegaConf
 
-from bn_study.parent_run import ParentRun, sweep_description
-from bn_study.preflight import preflight
-from bn_study.sweep_summary import any_failed, counts, job_row, print_summary
-
 log = logging.getLogger(__name__)
 
 
@@ -41,7 +37,7 @@ def job_labels(batch: Sequence[Sequence[str]]) -> list[str]:
 class GridSweeper(BasicSweeper):
     def __init__(self, max_batch_size: int | None, params: dict[str, str] | None = None) -> None:
         super().__init__(max_batch_size=max_batch_size, params=params)
-        self.parent: ParentRun | None = None
+        self.parent: Any = None  # the multirun's ParentRun, once the jobs passed preflight
 
     def all_jobs(self, arguments: list[str]) -> list[list[str]]:
         """The grid's jobs, expanded as BasicSweeper.sweep expands them."""
@@ -55,6 +51,12 @@ class GridSweeper(BasicSweeper):
         pass  # sweep() composed and checked every job before the first batch
 
     def sweep(self, arguments: list[str]) -> Any:
+        # Imported here, not at module level: Hydra's plugin scan imports this module on every start,
+        # and torch + MLflow would add seconds to commands that never sweep.
+        from bn_study.parent_run import ParentRun, sweep_description
+        from bn_study.preflight import preflight
+        from bn_study.sweep_summary import any_failed, counts, job_row, print_summary
+
         jobs = self.all_jobs(arguments)
         preflight(compose_jobs(self, jobs), self.config.hydra.runtime.cwd, job_labels(jobs))
         sweep_dir = Path(self.config.hydra.sweep.dir)

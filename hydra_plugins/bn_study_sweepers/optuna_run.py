@@ -1,0 +1,298 @@
+"""One invocation of the Optuna sweeper: open (or resume) each arm's study, ask a batch of trials, launch
+them, tell their outcomes, mirror them in MLflow; then rerun each study's best params (the final stage).
+"""
+
+import copy
+import functools
+import logging
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from optuna.trial import TrialState
+
+from bn_study.errors import UserError
+from hydra_plugins.bn_study_sweepers import optuna_outcome, optuna_space, optuna_storage
+from hydra_plugins.bn_study_sweepers.optuna_outcome import TrialOutcome
+from hydra_plugins.bn_study_sweepers.optuna_plan import SearchPlan
+
+if TYPE_CHECKING:
+    from bn_study.sweep_summary import JobRow
+    from hydra_plugins.bn_study_sweepers.optuna_mlflow import SweepTracking
+    from hydra_plugins.bn_study_sweepers.optuna_sweeper import OptunaSweeper
+
+log = logging.getLogger(__name__)
+
+
+class SweepRun:
+    """One invocation of the sweeper: its studies, the trials it adds, their outcomes."""
+
+    def __init__(self, sweeper: "OptunaSweeper", plan: SearchPlan, storage: Any, resolved: str | None,
+                 tracking: "SweepTracking | None", project: bool) -> None:
+        self.sweeper = sweeper
+        self.project = project
+        self.plan = plan
+        self.storage = storage
+        self.where = optuna_storage.display(resolved)
+        self.tracking = tracking
+        self.studies: list[tuple[list[str], optuna.Study]] = []
+        self.outcomes: list[TrialOutcome] = []
+        self.final_outcomes: dict[str, TrialOutcome] = {}
+
+    # --- studies -----------------------------------------------------------------------------------
+
+    def open_study(self, arm: list[str]) -> optuna.Study:
+        sweeper = self.sweeper
+        name = self.plan.study_name(sweeper.study_name, arm)
+        existed = name is not None and optuna_storage.study_exists(self.storage, name)
+        study = optuna.create_study(study_name=name, storage=self.storage, sampler=self._sampler(),
+                                    pruner=sweeper.pruner, directions=sweeper.directions, load_if_exists=True)
+        check_direction(self.storage, study.study_name, sweeper.directions, self.where)
+        if existed:
+            trials = study.get_trials(deepcopy=False)
+            states = Counter(t.state.name for t in trials)
+            log.info("study %r in %s: resuming with %d trials (%s); adding %d", study.study_name, self.where,
+                     len(trials), ", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "none",
+                     sweeper.n_trials)
+            before = study.user_attrs.get("fixed_overrides")
+            if before is not None and sorted(before) != sorted(self.plan.fixed):
+                log.warning("study %r was started with the overrides [%s], this run has [%s]: their trials may "
+                            "not be comparable (set hydra.sweeper.study_name for a separate study)",
+                            study.study_name, " ".join(before), " ".join(self.plan.fixed))
+        else:
+            log.info("study %r in %s: new, %d trials", study.study_name, self.where, sweeper.n_trials)
+            study.set_user_attr("fixed_overrides", list(self.plan.fixed))
+        if arm and study.user_attrs.get("arm") != self.plan.arm_label(arm):
+            study.set_user_attr("arm", self.plan.arm_label(arm))  # the jobs tag their runs with it
+        log.info("sampler %s, pruner %s, direction %s", type(study.sampler).__name__,
+                 type(sweeper.pruner).__name__, ", ".join(sweeper.directions))
+        return study
+
+    def _sampler(self) -> Any:
+        sampler = self.sweeper.sampler
+        if _is_grid(sampler):
+            grid = {name: optuna_space.grid_values(name, d) for name, d in self.plan.space.items()}
+            return sampler(search_space=grid)
+        return copy.deepcopy(sampler)  # each study draws from its own copy (same seed, same sequence)
+
+    def _trials_to_ask(self) -> int:
+        n = self.sweeper.n_trials
+        if _is_grid(self.sweeper.sampler):
+            size = optuna_space.grid_size({k: optuna_space.grid_values(k, d) for k, d in self.plan.space.items()})
+            if size < n:
+                log.info("the grid has %d points: asking %d trials instead of %d", size, size, n)
+            n = min(n, size)
+        return n
+
+    # --- the search --------------------------------------------------------------------------------
+
+    def search_all(self) -> None:
+        for arm in self.plan.arms:
+            study = self.open_study(arm)
+            self.studies.append((arm, study))
+            rows = self.search(arm, study)
+            if rows:
+                _print_summary(rows, title=f"optuna study {study.study_name!r}: trials of this run")
+            if self.tracking is not None:
+                self.tracking.log_study(study, self.plan.arm_label(arm) or None)
+            self._log_best(study)
+
+    def search(self, arm: list[str], study: optuna.Study) -> list["JobRow"]:
+        rows: list["JobRow"] = []
+        to_go = self._trials_to_ask()
+        while to_go > 0:
+            size = min(self.sweeper.n_jobs, to_go)
+            trials = [study.ask(fixed_distributions=self.plan.space) for _ in range(size)]
+            told: dict[int, TrialState] = {}
+            try:
+                rows.extend(self._run_batch(arm, study, trials, told))
+            finally:  # interrupted or broken: no trial of this batch stays RUNNING in the storage
+                for trial in trials:
+                    if trial.number not in told:
+                        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+                if self.tracking is not None:
+                    try:
+                        self.tracking.mirror_states(study.study_name, told)
+                    except Exception as err:  # a missing tag must not end a search
+                        log.warning("could not tag the trials' MLflow runs with their Optuna state: %s", err)
+            self._check_failure_rate()
+            to_go -= size
+        return rows
+
+    def _run_batch(self, arm: list[str], study: optuna.Study, trials: list[optuna.Trial],
+                   told: dict[int, TrialState]) -> list["JobRow"]:
+        study_id = self.storage.get_study_id_from_name(study.study_name)
+        jobs = {t.number: self.plan.trial_job(arm, t.params, study_id, t.number) for t in trials}
+        outcomes: dict[int, TrialOutcome] = {}
+        if self.project:  # a combination the up-front check could not see (norm=bn4 with model=book, say)
+            for trial in trials:
+                reason = self._invalid(jobs[trial.number], trial.number)
+                if reason:
+                    outcomes[trial.number] = TrialOutcome("invalid", TrialState.FAIL, None, reason)
+        launched = [t for t in trials if t.number not in outcomes]
+        returns = self.sweeper.launch([jobs[t.number] for t in launched]) if launched else []
+        for trial, ret in zip(launched, returns):
+            outcomes[trial.number] = optuna_outcome.classify(ret, len(self.sweeper.directions))
+        rows = []
+        for trial in trials:
+            outcome = outcomes[trial.number]
+            self._tell(study, trial, outcome)
+            told[trial.number] = outcome.state
+            self.outcomes.append(outcome)
+            self._log_outcome(study, trial.number, trial.params, outcome)
+            rows.append(_row(trial.number, trial.params, outcome))
+        return rows
+
+    def _invalid(self, job: list[str], number: int) -> str | None:
+        try:
+            self.sweeper.preflight([job], [f"trial {number}"])
+        except UserError as err:
+            return str(err)
+        return None
+
+    @staticmethod
+    def _tell(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome) -> None:
+        try:
+            study.tell(trial, values=outcome.values, state=outcome.state, skip_if_finished=True)
+        except RuntimeError as err:
+            # GridSampler calls Study.stop() when its grid is done, which only works inside optimize();
+            # the trial is stored all the same
+            if "Study.stop" not in str(err):
+                raise
+
+    def _log_outcome(self, study: optuna.Study, number: int, params: dict[str, Any], outcome: TrialOutcome,
+                     final: bool = False) -> None:
+        shown = " ".join(optuna_space.as_override(k, v) for k, v in params.items()) or "no params"
+        what = f"final run of trial {number}" if final else f"trial {number}"
+        state = outcome.kind if final else outcome.state.name  # a final run is no trial: it has no state
+        head = f"study {study.study_name!r} {what} ({shown}): {state}"
+        if outcome.kind == "complete":
+            values = ", ".join(f"{v:.6g}" for v in outcome.values or [])
+            note = "" if outcome.job_status in ("", "finished") else f" ({outcome.job_status})"
+            log.info("%s %s%s", head, values, note)
+        elif outcome.kind == "pruned":
+            log.info("%s — %s", head, outcome.detail)
+        elif outcome.kind == "crashed":
+            log.error("%s — the job crashed:\n%s", head, outcome.traceback or outcome.detail)
+        else:
+            log.warning("%s — %s", head, outcome.detail)
+
+    def _check_failure_rate(self) -> None:
+        rate = optuna_outcome.failure_rate(self.outcomes)
+        if rate > self.sweeper.max_failure_rate:
+            crashed = sum(o.is_failure for o in self.outcomes)
+            message = (f"{crashed} of {len(self.outcomes)} trials crashed ({rate:.0%}), more than "
+                       f"hydra.sweeper.max_failure_rate={self.sweeper.max_failure_rate} allows; the sweep stops "
+                       "(the tracebacks are in the log above)")
+            log.error(message)
+            raise RuntimeError(message)
+
+    def _log_best(self, study: optuna.Study) -> None:
+        if len(study.directions) > 1:
+            log.info("study %r: %d Pareto-optimal trials", study.study_name, len(study.best_trials))
+            return
+        best = _best_trial(study)
+        if best is None:
+            log.warning("study %r has no completed trial yet", study.study_name)
+            return
+        log.info("study %r: best trial %d, value %.6g, params %s", study.study_name, best.number, best.value,
+                 best.params)
+
+    # --- after the search --------------------------------------------------------------------------
+
+    def final_stage(self) -> None:
+        overrides = self.sweeper.final_overrides
+        if overrides is None or not self.studies:
+            return
+        if len(self.sweeper.directions) > 1:
+            log.info("multi-objective studies have no single best trial: no final stage")
+            return
+        pending = []
+        for arm, study in self.studies:
+            best = _best_trial(study)
+            if best is None:
+                log.warning("study %r has no completed trial: no final run for it", study.study_name)
+                continue
+            study_id = self.storage.get_study_id_from_name(study.study_name)
+            pending.append((study, best, self.plan.final_job(arm, best.params, study_id, best.number)))
+        if not pending:
+            return
+        log.info("final stage: the best params of %d studies, with %s", len(pending), " ".join(overrides))
+        rows = []
+        for start in range(0, len(pending), self.sweeper.n_jobs):
+            chunk = pending[start:start + self.sweeper.n_jobs]
+            returns = self.sweeper.launch([job for _, _, job in chunk])
+            for (study, best, _), ret in zip(chunk, returns):
+                outcome = optuna_outcome.classify(ret, 1)
+                self.final_outcomes[study.study_name] = outcome
+                self._log_outcome(study, best.number, best.params, outcome, final=True)
+                rows.append(_row(best.number, best.params, outcome, prefix=f"{study.study_name}: "))
+        _print_summary(rows, title="final stage: each study's best params again")
+
+    def final_crashed(self) -> bool:
+        return any(o.kind == "crashed" for o in self.final_outcomes.values())
+
+    def state_counts(self) -> dict[str, int]:
+        return dict(Counter(o.state.name for o in self.outcomes))
+
+    def results(self) -> dict[str, Any]:
+        """``optimization_results.yaml``: Hydra's Optuna plugin's keys, plus one entry per arm."""
+        out: dict[str, Any] = {"name": "optuna", "storage": self.where}
+        entries = {}
+        for arm, study in self.studies:
+            entry: dict[str, Any] = {"study_name": study.study_name}
+            if len(study.directions) > 1:
+                entry["solutions"] = [{"params": t.params, "values": t.values} for t in study.best_trials]
+            else:
+                best = _best_trial(study)
+                entry["best_params"] = dict(best.params) if best else None
+                entry["best_value"] = best.value if best else None
+                entry["best_trial"] = best.number if best else None
+            final = self.final_outcomes.get(study.study_name)
+            if final is not None:
+                entry["final"] = {"state": final.kind, "values": final.values, "detail": final.detail}
+            entries[self.plan.arm_label(arm)] = entry
+        if len(entries) == 1 and "" in entries:
+            out.update(entries[""])
+        else:
+            out["arms"] = entries
+        out["trials_this_run"] = self.state_counts()
+        return out
+
+
+def check_direction(storage: Any, name: str, directions: list[str], where: str) -> None:
+    """A stored study keeps its direction: resuming it the other way round would rank trials backwards."""
+    if not optuna_storage.study_exists(storage, name):
+        return
+    stored = [d.name.lower() for d in storage.get_study_directions(storage.get_study_id_from_name(name))]
+    if stored != directions:
+        raise UserError(f"study {name!r} in {where} optimises {', '.join(stored)}, not "
+                        f"hydra.sweeper.direction={', '.join(directions)}; use another hydra.sweeper.study_name "
+                        "(or storage) for a new study.")
+
+
+def _is_grid(sampler: Any) -> bool:
+    return isinstance(sampler, functools.partial) and sampler.func is optuna.samplers.GridSampler
+
+
+def _best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    try:
+        return study.best_trial
+    except ValueError:  # no completed trial
+        return None
+
+
+def _print_summary(rows: list["JobRow"], title: str) -> None:
+    from bn_study.sweep_summary import print_summary  # imported late: it pulls in torch and MLflow
+
+    print_summary(rows, title=title)
+
+
+def _row(number: int, params: dict[str, Any], outcome: TrialOutcome, prefix: str = "") -> "JobRow":
+    from bn_study.sweep_summary import JobRow
+
+    status = {"complete": outcome.job_status or "finished"}.get(outcome.kind, outcome.kind)
+    value = outcome.values[0] if outcome.values else None
+    shown = " ".join(optuna_space.as_override(k, v) for k, v in params.items())
+    detail = outcome.detail.splitlines()[0][:200] if outcome.detail else ""
+    return JobRow(number, prefix + shown, status, value, detail)

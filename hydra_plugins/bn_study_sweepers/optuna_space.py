@@ -1,0 +1,198 @@
+"""Hydra's override grammar → Optuna 5 distributions, with the semantics of Hydra's Optuna plugin.
+
+=================================  ==========================================================
+override                           distribution
+=================================  ==========================================================
+``choice(a, b, …)``, ``a,b``       ``CategoricalDistribution([a, b, …])``
+``shuffle(range(…))``              ``CategoricalDistribution`` of the range's items
+``range(1, 3)``                    ``IntDistribution(1, 3)`` — both bounds included (see below)
+``range(0.5, 5.5, step=1)``        ``FloatDistribution(0.5, 5.5, step=1)`` (a float anywhere)
+``interval(1, 5)``                 ``FloatDistribution(1.0, 5.0)`` — Hydra reads bounds as floats
+``int(interval(1, 5))``            ``IntDistribution(1, 5)``
+``tag(log, interval(1e-4, 1))``    ``FloatDistribution(1e-4, 1.0, log=True)``
+``tag(log, int(interval(1, 5)))``  ``IntDistribution(1, 5, log=True)``
+anything else (``epochs=3``)       fixed: passed to every trial as written, not searched
+=================================  ==========================================================
+
+Optuna's bounds are closed, and Hydra's Optuna plugin handed ``range``'s stop to Optuna as ``high``, so
+``range(1, 3)`` searches 1, 2 *and* 3 — unlike the grid sweeper's ``range``, which stops before 3. This
+sweeper keeps the plugin's reading (a search space written for it means the same here), and its grid
+sampler enumerates exactly the points the distribution holds (the plugin dropped the last one there).
+"""
+
+import itertools
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep, Transformer
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+
+from bn_study.errors import UserError
+
+CATEGORY_TYPES = (str, int, float, bool, type(None))
+
+
+def distribution_from_override(override: Override) -> BaseDistribution | None:
+    """The distribution a sweep override stands for; None for a fixed value."""
+    if not override.is_sweep_override():
+        return None
+    value = override.value()
+    key = override.get_key_element()
+    if isinstance(value, ChoiceSweep) or (isinstance(value, RangeSweep) and value.shuffle):
+        # encode: strings keep the quoting they need to be passed back as an override
+        choices = list(override.sweep_iterator(transformer=Transformer.encode))
+        bad = [c for c in choices if not isinstance(c, CATEGORY_TYPES)]
+        if bad:
+            raise UserError(f"{key}: choice {bad[0]!r} is not allowed in an Optuna search; "
+                            "use numbers, strings, booleans or null.")
+        return CategoricalDistribution(choices)
+    if isinstance(value, RangeSweep):
+        start, stop, step = value.start, value.stop, value.step
+        if stop is None:  # range(5) = range(0, 5)
+            start, stop = 0, start
+        if any(isinstance(v, float) for v in (start, stop, step)):
+            return FloatDistribution(float(start), float(stop), step=float(step))
+        return IntDistribution(int(start), int(stop), step=int(step))
+    if isinstance(value, IntervalSweep):
+        log = "log" in value.tags
+        if isinstance(value.start, int) and isinstance(value.end, int):
+            return IntDistribution(value.start, value.end, log=log)
+        if log and not value.start > 0:
+            raise UserError(f"{key}: tag(log, interval({value.start}, {value.end})) needs a lower bound > 0.")
+        return FloatDistribution(float(value.start), float(value.end), log=log)
+    raise UserError(f"{override.input_line!r} cannot be searched by Optuna; use choice, range or interval.")
+
+
+def params_from_overrides(arguments: Sequence[str]) -> tuple[dict[str, BaseDistribution], dict[str, str | None]]:
+    """Split overrides into the search space and the fixed values (``None`` for a deletion, ``~key``)."""
+    space, fixed = split_overrides(arguments)
+    return space, {name: value for name, (value, _) in fixed.items()}
+
+
+def split_overrides(arguments: Sequence[str]) -> tuple[dict[str, BaseDistribution], dict[str, tuple[str | None, str]]]:
+    """The search space, and each fixed override's value and text as the user wrote it.
+
+    A later override of a key replaces an earlier one, whatever its kind: the command line comes
+    after ``hydra.sweeper.params``, so ``y=0`` on the command line fixes a ``y`` the config searches.
+    """
+    space: dict[str, BaseDistribution] = {}
+    fixed: dict[str, tuple[str | None, str]] = {}
+    for override in OverridesParser.create().parse_overrides(list(arguments)):
+        name = override.get_key_element()
+        for table in (space, fixed):
+            for other in [k for k in table if bare_key(k) == bare_key(name)]:
+                del table[other]
+        distribution = distribution_from_override(override)
+        if distribution is not None:
+            space[name] = distribution
+        else:
+            value = None if override.is_delete() and override.value() is None \
+                else override.get_value_element_as_str()
+            fixed[name] = (value, override.input_line or as_override(name, value))
+    return space, fixed
+
+
+def bare_key(name: str) -> str:
+    """``+experiment``, ``++experiment``, ``~experiment`` and ``experiment`` address the same key."""
+    return name.lstrip("+~")
+
+
+def as_override(name: str, value: Any) -> str:
+    """``name=value`` in the grammar the job's config loader parses back to the same value."""
+    if value is None and name.startswith("~"):
+        return name
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif value is None:
+        text = "null"
+    elif isinstance(value, float):
+        text = repr(value)
+    else:
+        text = str(value)
+    return f"{name}={text}"
+
+
+def merge_overrides(*layers: Iterable[str]) -> list[str]:
+    """One override list from several; a later layer's value for a key replaces an earlier one."""
+    merged: dict[str, str] = {}
+    for layer in layers:
+        for item in layer:
+            key = bare_key(item.split("=", 1)[0])
+            merged.pop(key, None)
+            merged[key] = item
+    return list(merged.values())
+
+
+def override_key(item: str) -> str:
+    return bare_key(item.split("=", 1)[0])
+
+
+def grid_values(name: str, distribution: BaseDistribution) -> list[Any]:
+    """Every point of a discrete distribution, for Optuna's GridSampler."""
+    if isinstance(distribution, CategoricalDistribution):
+        return list(distribution.choices)
+    if isinstance(distribution, IntDistribution) and not distribution.log:
+        return list(range(distribution.low, distribution.high + 1, distribution.step))
+    if isinstance(distribution, FloatDistribution) and distribution.step is not None:
+        count = math.floor((distribution.high - distribution.low) / distribution.step + 1e-9) + 1
+        return [distribution.low + i * distribution.step for i in range(count)]
+    raise UserError(f"{name}: the grid sampler needs discrete values (choice, range, int(interval)), "
+                    f"not {distribution}.")
+
+
+def grid_size(grid: dict[str, list[Any]]) -> int:
+    return math.prod(len(v) for v in grid.values())
+
+
+def take_arms(arguments: Sequence[str], keys: Sequence[str] | None) -> tuple[list[str], list[list[str]]]:
+    """Pull the arms out of the overrides: ``keys`` name overrides that are compared, not searched.
+
+    Each arm key's last override gives its values (``act=sigmoid,relu`` two; ``act=relu`` from the
+    command line, after ``hydra.sweeper.arms``, one); the arms are every combination, as lists of fixed
+    overrides. Returns the other overrides and the arms.
+    """
+    if not keys:
+        return list(arguments), [[]]
+    wanted = [bare_key(str(k)) for k in keys]
+    rest: list[str] = []
+    found: dict[str, Override] = {}
+    for text, override in zip(arguments, OverridesParser.create().parse_overrides(list(arguments))):
+        key = bare_key(override.get_key_element())
+        if key in wanted:
+            found[key] = override
+        else:
+            rest.append(text)
+    missing = [k for k in wanted if k not in found]
+    if missing:
+        raise UserError(f"the arm {', '.join(missing)} has no values; give them as a list, e.g. "
+                        "hydra.sweeper.arms: {act: sigmoid,relu}.")
+    axes = []
+    for key in wanted:
+        override = found[key]
+        if override.is_interval_sweep():
+            raise UserError(f"{override.input_line} is not allowed for an arm; an arm takes fixed values, "
+                            "as a list like sigmoid,relu.")
+        values = list(override.sweep_iterator(transformer=Transformer.encode)) if override.is_sweep_override() \
+            else [override.get_value_element_as_str()]
+        axes.append([as_override(override.get_key_element(), v) for v in values])
+    return rest, [list(arm) for arm in itertools.product(*axes)]
+
+
+def representative_values(distribution: BaseDistribution) -> list[Any]:
+    """The values worth checking before a search starts: both ends of a range, every choice."""
+    if isinstance(distribution, CategoricalDistribution):
+        return list(distribution.choices)
+    low, high = distribution.low, distribution.high  # type: ignore[attr-defined]
+    return [low] if low == high else [low, high]
+
+
+def probe_points(space: dict[str, BaseDistribution]) -> list[dict[str, Any]]:
+    """A few parameter sets that together touch every choice and every bound of the space once."""
+    reps = {name: representative_values(d) for name, d in space.items()}
+    base = {name: values[0] for name, values in reps.items()}
+    points = [base]
+    for name, values in reps.items():
+        points.extend({**base, name: v} for v in values[1:])
+    return points

@@ -1,0 +1,218 @@
+"""``hydra/sweeper=optuna``: Hydra's Optuna sweeper, rebuilt on Optuna >= 5 with ask/tell.
+
+It takes the keys and the search grammar of Hydra's Optuna plugin (``direction``, ``study_name``,
+``storage``, ``n_trials``, ``n_jobs``, ``sampler``, ``max_failure_rate``, ``params``; see
+``optuna_space`` for the grammar) and adds what that plugin lacks:
+
+- a ``pruner`` (median by default): jobs report each epoch to their trial (``bn_study.trial``);
+- any Optuna storage, resumed on every run: each invocation adds ``n_trials`` trials, and several
+  processes may share one storage (``optuna_storage``);
+- outcomes told truthfully (``optuna_outcome``): NaN is a FAIL trial and the study goes on, a pruned
+  job is PRUNED, a crash is FAIL with its traceback in the log and counts towards ``max_failure_rate``;
+- ``trial_overrides``: forced on every search trial (bn_study: tune on the held-out split);
+- ``arms``: a grid of fixed overrides (``{act: "sigmoid,relu", norm: "none,bn1"}``), one study per
+  combination (a fair comparison: each arm tuned alike); the command line may narrow one (``act=relu``);
+- ``final``: after the search, each study's best params run once more with ``final.overrides``
+  (bn_study: measured on the test set, over several seeds).
+
+Run on bn_study's own config, every job's config is checked before anything is written (a bad value →
+one sentence, exit 2), the invocation is an MLflow parent run with the trials as its children, the
+trials' states are mirrored onto their runs, and the parent gets the best params and Optuna's figures
+(``optuna_mlflow``). On any other Hydra app it is a plain Optuna sweeper.
+
+Searches started in the same second (several processes sharing one storage) would share Hydra's
+timestamped sweep dir, their job dirs and the MLflow parent file in it: a search finding its sweep dir
+held by another live one moves to ``<dir>_1`` and passes that to its jobs (``optuna_sweep_dir``).
+
+This module is the plugin's face (config → checks → setup); the ask/launch/tell loop and the final
+stage are ``optuna_run``, each job's overrides ``optuna_plan``.
+"""
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+from hydra.core.plugins import Plugins
+from hydra.core.utils import JobReturn
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+from bn_study.errors import UserError
+from hydra_plugins.bn_study_sweepers import optuna_outcome, optuna_storage, optuna_sweep_dir
+from hydra_plugins.bn_study_sweepers.optuna_plan import SearchPlan
+from hydra_plugins.bn_study_sweepers.optuna_run import SweepRun, check_direction
+
+log = logging.getLogger(__name__)
+
+DIRECTIONS = ("minimize", "maximize")
+RESULTS_FILE = "optimization_results.yaml"
+
+
+class TracedTask:
+    """The task function, unchanged, except that a crash records its traceback on the exception: a
+    joblib worker sends the exception back without it, and the sweeper must log it."""
+
+    def __init__(self, task: TaskFunction) -> None:
+        self.task = task
+
+    def __call__(self, cfg: DictConfig) -> Any:
+        try:
+            return self.task(cfg)
+        except optuna.TrialPruned:
+            raise
+        except Exception as exc:
+            optuna_outcome.keep_traceback(exc)
+            raise
+
+
+class OptunaSweeper(Sweeper):
+    def __init__(self, sampler: Any, direction: Any, storage: str | None, study_name: str | None,
+                 n_trials: int, n_jobs: int, max_failure_rate: float = 0.0, params: Any = None,
+                 pruner: Any = None, trial_overrides: Sequence[str] = (), arms: Any = None,
+                 final: Any = None) -> None:
+        self.sampler = sampler
+        self.directions = _directions(direction)
+        self.storage_spec = storage
+        self.study_name = None if study_name is None else str(study_name)
+        self.n_trials = _whole("n_trials", n_trials, 0)
+        self.n_jobs = _whole("n_jobs", n_jobs, 1)
+        if isinstance(max_failure_rate, bool) or not isinstance(max_failure_rate, (int, float)) \
+                or not 0.0 <= max_failure_rate <= 1.0:
+            raise UserError(f"hydra.sweeper.max_failure_rate={max_failure_rate!r} is not allowed; "
+                            "it must be a number from 0.0 to 1.0.")
+        self.max_failure_rate = float(max_failure_rate)
+        self.params = _plain(params) or {}
+        self.pruner = pruner if pruner is not None else optuna.pruners.NopPruner()
+        self.trial_overrides = [str(o) for o in (trial_overrides or [])]
+        self.arms = {str(k): str(v) for k, v in (_plain(arms) or {}).items()} or None
+        final = _plain(final)
+        self.final_overrides = None if final is None else [str(o) for o in final.get("overrides") or []]
+        self.config: DictConfig | None = None
+        self.hydra_context: HydraContext | None = None
+        self.launcher: Any = None
+        self.job_idx = 0
+        self.job_overrides: list[str] = []  # added to every job (a sweep dir of its own, when it had to move)
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config = config
+        self.hydra_context = hydra_context
+        self.launcher = Plugins.instance().instantiate_launcher(
+            config=config, hydra_context=hydra_context, task_function=TracedTask(task_function))
+        self.job_idx = 0
+
+    # --- the sweep ---------------------------------------------------------------------------------
+
+    def sweep(self, arguments: list[str]) -> None:
+        assert self.config is not None and self.launcher is not None
+        config = self.config
+        plan = SearchPlan.build(arguments, self.params, self.arms, self.trial_overrides, self.final_overrides)
+        project = is_bn_study(config)
+        if project:
+            from hydra_plugins.bn_study_sweepers import optuna_mlflow
+
+            with optuna_mlflow.database_lock(config):  # only the setup: the searches then run side by side
+                run = self._start(plan, project)
+        else:
+            run = self._start(plan, project)
+        tracking = run.tracking
+        try:
+            run.search_all()
+            run.final_stage()
+        except BaseException:
+            if tracking is not None:
+                tracking.finish(failed=True)
+            raise
+        results = run.results()
+        OmegaConf.save(OmegaConf.create(results), Path(str(config.hydra.sweep.dir)) / RESULTS_FILE)
+        failed = run.final_crashed()
+        if tracking is not None:
+            tracking.log_results(results)
+            tracking.set_tags({f"trials_{state}": n for state, n in run.state_counts().items()})
+            tracking.finish(failed=failed)
+        if failed:
+            log.error("a final-stage job crashed; see its traceback above")
+            raise SystemExit(1)
+        return None
+
+    def _start(self, plan: "SearchPlan", project: bool) -> "SweepRun":
+        """Checks, storage, sweep dir and (for bn_study) the MLflow parent run: everything before the trials."""
+        config = self.config
+        assert config is not None
+        launch_dir = str(config.hydra.runtime.cwd)
+        if project:  # every mistake a user can make stops here, before a study, a file or a run exists
+            probes = plan.probes()
+            self.preflight([job for job, _ in probes], [label for _, label in probes])
+        resolved = optuna_storage.resolve_storage(self.storage_spec, launch_dir)
+        storage = optuna_storage.open_storage(self.storage_spec, launch_dir) if resolved is not None \
+            else optuna_storage.new_in_memory_storage()
+        if resolved is None and type(self.launcher).__name__ != "BasicLauncher":
+            log.warning("hydra.sweeper.storage is null: the study lives in this process only, so jobs run by "
+                        "%s cannot report their epochs to it (no pruning); set a storage to share it",
+                        type(self.launcher).__name__)
+        for name in plan.study_names(self.study_name) if self.study_name is not None else []:
+            check_direction(storage, name, self.directions, optuna_storage.display(resolved))
+        sweep_dir = optuna_sweep_dir.claim_sweep_dir(Path(str(config.hydra.sweep.dir)))
+        if sweep_dir != Path(str(config.hydra.sweep.dir)):
+            # another search started in the same second: same timestamped dir, same job dirs, same MLflow
+            # parent file. This one moves next door, and so do its jobs.
+            log.info("sweep dir %s is in use by another search; this one uses %s", config.hydra.sweep.dir, sweep_dir)
+            with read_write(config.hydra), open_dict(config.hydra):
+                config.hydra.sweep.dir = str(sweep_dir)
+            self.job_overrides = [f"hydra.sweep.dir={optuna_sweep_dir.quoted_override_value(str(sweep_dir))}"]
+        tracking = None
+        if project:
+            OmegaConf.save(config, sweep_dir / "multirun.yaml")
+            from hydra_plugins.bn_study_sweepers.optuna_mlflow import SweepTracking
+
+            tracking = SweepTracking(config, {"sweeper": "optuna", "optuna_storage": optuna_storage.display(resolved),
+                                              "optuna_studies": ", ".join(plan.study_names(self.study_name))})
+        return SweepRun(self, plan, storage, resolved, tracking, project)
+
+    def preflight(self, jobs: list[list[str]], labels: list[str]) -> None:
+        from bn_study.preflight import preflight
+        from hydra_plugins.bn_study_sweepers.grid import compose_jobs
+
+        assert self.config is not None
+        preflight(compose_jobs(self, jobs), self.config.hydra.runtime.cwd, labels)
+
+    def launch(self, jobs: list[list[str]]) -> Sequence[JobReturn]:
+        jobs = [[*job, *self.job_overrides] for job in jobs]
+        returns = self.launcher.launch(jobs, initial_job_idx=self.job_idx)
+        self.job_idx += len(returns)
+        return returns
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+def is_bn_study(config: DictConfig) -> bool:
+    """Run on bn_study's config (not on some other Hydra app): MLflow, preflight, stages apply."""
+    return all(OmegaConf.select(config, key) is not None for key in ("tracking.experiment", "objective.metric",
+                                                                     "data.name"))
+
+
+def _directions(direction: Any) -> list[str]:
+    items = _plain(direction)
+    items = items if isinstance(items, list) else [items]
+    names = [getattr(d, "name", d) for d in items]
+    names = [str(n).lower() for n in names]
+    if not names or any(n not in DIRECTIONS for n in names):
+        raise UserError(f"hydra.sweeper.direction={direction!r} is not allowed; choose minimize or maximize "
+                        "(or a list of them, one per objective).")
+    return names
+
+
+def _whole(key: str, value: Any, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise UserError(f"hydra.sweeper.{key}={value!r} is not allowed; it must be a whole number >= {low}.")
+    return value
+
+
+def _plain(node: Any) -> Any:
+    """OmegaConf containers as plain Python values."""
+    if OmegaConf.is_config(node):
+        return OmegaConf.to_container(node, resolve=True)
+    return node
+
