@@ -12,6 +12,7 @@ import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
@@ -119,34 +120,75 @@ def targets(x: Tensor, y: Tensor, loss: str, num_classes: int) -> Targets:
 ProgressFn = Callable[[int, "list[float] | None"], None]
 
 
+class IndexedStep(Protocol):
+    """A step that takes each batch from the resident data itself, by index, and keeps the epoch's sums.
+
+    ``engines.GraphStep`` is one: it gathers the batch inside its CUDA graph, so one graph replay is one
+    whole step with no launch outside it. ``train_epoch`` prefers this path when the step offers it.
+    """
+
+    def start_epoch(self, data: Targets, order: Tensor) -> None:
+        """This epoch's sample order, ``[K, n]`` indices into ``data`` on its device; sums restart at 0."""
+
+    def step_at(self, lo: int, hi: int) -> Tensor:
+        """Train on positions ``lo:hi`` of the order (the next ones); per-member losses ``[K]`` of this step,
+        valid until the next call."""
+
+    def epoch_totals(self) -> tuple[Tensor, Tensor]:
+        """Summed loss (each step's mean loss × its batch size) and correct count, per member."""
+
+
+def indexed(step: object) -> IndexedStep | None:
+    return step if callable(getattr(step, "step_at", None)) else None  # type: ignore[return-value]
+
+
+def epoch_order(state: TrainState, n: int, spec: TrainSpec, device: torch.device) -> Tensor | None:
+    """Each member's sample order for the next epoch, ``[K, n]`` on the device; None = dataset order."""
+    if not spec.shuffle:
+        return None
+    return torch.stack([torch.randperm(n, generator=g) for g in state.shufflers]).to(device)
+
+
+def steps_per_epoch(n: int, spec: TrainSpec, has_batch_norm: bool) -> int:
+    b = spec.batch_size
+    steps = n // b if spec.drop_last else math.ceil(n / b)
+    if not spec.drop_last and n % b == 1 and has_batch_norm:
+        steps -= 1  # BatchNorm cannot normalise a batch of one sample; that last sample waits
+    return steps
+
+
 def train_epoch(state: TrainState, data: Targets, spec: TrainSpec, step: StepFn,
                 progress: ProgressFn | None = None) -> tuple[Tensor, Tensor, list[tuple[int, list[float]]], int]:
     """One pass over the training set. Returns summed loss, correct count, logged step losses, samples."""
     k, n, b = state.members.count, data.x.shape[0], spec.batch_size
     device = data.x.device
-    steps = n // b if spec.drop_last else math.ceil(n / b)
-    if not spec.drop_last and n % b == 1 and state.members.has_batch_norm:
-        steps -= 1  # BatchNorm cannot normalise a batch of one sample; that last sample waits
-    order = None
-    if spec.shuffle:
-        order = torch.stack([torch.randperm(n, generator=g) for g in state.shufflers]).to(device)
+    steps = steps_per_epoch(n, spec, state.members.has_batch_norm)
+    order = epoch_order(state, n, spec, device)
+    by_index = indexed(step)
+    if by_index is not None:
+        by_index.start_epoch(data, order if order is not None else torch.arange(n, device=device).expand(k, n))
     loss_sum = torch.zeros(k, device=device)
     correct = torch.zeros(k, dtype=torch.long, device=device)
     logged: list[tuple[int, list[float]]] = []
     seen = 0
+    if order is None:  # every member sees the same samples: views of the data, sliced per step
+        all_x, all_labels = data.x.unsqueeze(0).expand(k, -1, -1), data.labels.unsqueeze(0).expand(k, -1)
+        all_onehot = None if data.onehot is None else data.onehot.unsqueeze(0).expand(k, -1, -1)
     for s in range(steps):
         lo, hi = s * b, min((s + 1) * b, n)
-        if order is None:
-            x = data.x[lo:hi].unsqueeze(0).expand(k, -1, -1)
-            labels = data.labels[lo:hi].unsqueeze(0).expand(k, -1)
-            onehot = None if data.onehot is None else data.onehot[lo:hi].unsqueeze(0).expand(k, -1, -1)
+        if by_index is not None:
+            losses = by_index.step_at(lo, hi)
         else:
-            idx = order[:, lo:hi]
-            x, labels = data.x[idx], data.labels[idx]
-            onehot = None if data.onehot is None else data.onehot[idx]
-        losses, hits = step(x, labels, onehot)
-        loss_sum += losses * (hi - lo)
-        correct += hits
+            if order is None:
+                x, labels = all_x[:, lo:hi], all_labels[:, lo:hi]
+                onehot = None if all_onehot is None else all_onehot[:, lo:hi]
+            else:
+                idx = order[:, lo:hi]
+                x, labels = data.x[idx], data.labels[idx]
+                onehot = None if data.onehot is None else data.onehot[idx]
+            losses, hits = step(x, labels, onehot)
+            loss_sum += losses * (hi - lo)
+            correct += hits
         seen += hi - lo
         state.global_step += 1
         if state.global_step % spec.log_every == 0:
@@ -157,6 +199,8 @@ def train_epoch(state: TrainState, data: Targets, spec: TrainSpec, step: StepFn,
                 progress(spec.log_every, values)
             if all(state.failures):
                 break
+    if by_index is not None:
+        loss_sum, correct = by_index.epoch_totals()
     return loss_sum, correct, logged, seen
 
 
