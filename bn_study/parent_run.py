@@ -14,7 +14,8 @@ from pathlib import Path
 from mlflow.entities import RunTag
 from omegaconf import DictConfig
 
-from bn_study.tracking import connect, ensure_experiment, git_state, resolve_tracking_uri, write_parent_file
+from bn_study.tracking import (connect, ensure_experiment, fit_run_name, git_state, resolve_tracking_uri,
+                               write_parent_file)
 
 log = logging.getLogger(__name__)
 
@@ -55,4 +56,4 @@ class ParentRun:
 
 
 def sweep_description(overrides: Sequence[str]) -> str:
-    return "multirun " + " ".join(overrides) if overrides else "multirun"
+    return fit_run_name("multirun " + " ".join(overrides)) if overrides else "multirun"

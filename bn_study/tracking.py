@@ -151,10 +151,20 @@ def _override_key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
+# MLflow's SQL stores hold a run name in VARCHAR(250): PostgreSQL refuses a longer one (sqlite does not check).
+MAX_RUN_NAME = 250
+
+
+def fit_run_name(name: str, limit: int = MAX_RUN_NAME) -> str:
+    """``name`` cut to what every MLflow store accepts, the cut marked by an ellipsis."""
+    return name if len(name) <= limit else name[:limit - 1] + "…"
+
+
 def run_name(overrides: Iterable[str], seed: int) -> str:
-    """Reads like the command line: ``norm=bn1 act=sigmoid seed=0``."""
-    kept = [o for o in overrides if _override_key(o) not in ("seed", "seeds")]
-    return " ".join([*kept, f"seed={seed}"])
+    """Reads like the command line: ``norm=bn1 act=sigmoid seed=0`` (a long one cut, the seed kept)."""
+    kept = " ".join(o for o in overrides if _override_key(o) not in ("seed", "seeds"))
+    seed_part = f"seed={seed}"
+    return f"{fit_run_name(kept, MAX_RUN_NAME - len(seed_part) - 1)} {seed_part}" if kept else seed_part
 
 
 def shared_keys(command_line: Iterable[str]) -> set[str]:

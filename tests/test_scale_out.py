@@ -92,3 +92,36 @@ def test_submitit_launcher_runs_each_job_in_its_own_process(tmp_path):
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert len(children) == 2 and all(r.info.status == "FINISHED" for r in runs)
     assert list(tmp_path.glob("multirun/*/*/.submitit/*"))  # submitit's own job folders: it really ran them
+
+
+def test_three_optuna_workers_share_one_postgres_study_and_one_server(tracking_server, tmp_path):
+    """Three independent searches at once on one PostgreSQL study, tracked on the PostgreSQL-backed server:
+    the study holds exactly their trials, each number once, and each trial is exactly one MLflow child."""
+    import optuna
+
+    workers, trials_each = 3, 2
+    command = [sys.executable, "-m", "bn_study", "-m", "hparams_search=optuna", f"hydra.sweeper.n_trials={trials_each}",
+               f"hydra.sweeper.storage={tracking_server.optuna_storage}", "hydra.sweeper.final=null",
+               f"tracking.uri={tracking_server.tracking_uri}", "tracking.experiment=shared_search",
+               "data.limit_train=1000", "epochs=1", "probe.enabled=false", "tracking.figures=false"]
+    procs = [subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for _ in range(workers)]
+    outputs = [p.communicate(timeout=900)[0] for p in procs]
+    for proc, out in zip(procs, outputs):
+        assert proc.returncode == 0, out[-4000:]
+
+    study = optuna.load_study(study_name="shared_search", storage=tracking_server.optuna_storage)
+    assert sorted(t.number for t in study.trials) == list(range(workers * trials_each))
+    assert all(t.state.is_finished() for t in study.trials)
+
+    client = MlflowClient(tracking_server.tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name("shared_search").experiment_id], max_results=1000)
+    parents = [r for r in runs if r.data.tags.get("role") == "multirun parent"]
+    trials = [r for r in runs if r.data.tags.get("stage") == "tune"]
+    assert len(parents) == workers and len(runs) == workers + workers * trials_each
+    assert sorted(int(r.data.tags["optuna_trial"]) for r in trials) == list(range(workers * trials_each))
+    for parent in parents:  # each worker's trials hang under its own parent
+        mine = [r for r in trials if r.data.tags["mlflow.parentRunId"] == parent.info.run_id]
+        assert len(mine) == trials_each
+    for run in trials:
+        assert run.data.tags["optuna_state"] == study.trials[int(run.data.tags["optuna_trial"])].state.name

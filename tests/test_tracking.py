@@ -153,3 +153,15 @@ def test_tracking_uri_can_point_elsewhere(cli, tmp_path, monkeypatch, uri_from):
     assert not (tmp_path / "mlflow.db").exists()
     [run] = MlflowClient(uri).search_runs([MlflowClient(uri).get_experiment_by_name("bn_study").experiment_id])
     assert run.info.status == "FINISHED"
+
+
+def test_run_names_fit_every_mlflow_store_and_keep_the_seed():
+    from bn_study.parent_run import sweep_description
+    from bn_study.tracking import MAX_RUN_NAME, run_name
+
+    long = [f"tracking.uri=http://127.0.0.1:5000/{'x' * 300}", "norm=bn1"]
+    name = run_name(long, 3)
+    assert len(name) == MAX_RUN_NAME and name.endswith("… seed=3")
+    assert run_name(["norm=bn1", "seed=7"], 0) == "norm=bn1 seed=0"
+    assert run_name([], 2) == "seed=2"
+    assert len(sweep_description(long)) == MAX_RUN_NAME
