@@ -40,6 +40,7 @@ class FakeStore:
         for condition, spec in conditions.items():
             for seed, offset in enumerate(OFFSETS):
                 tags = {"condition": condition, "seed": str(seed), "mlflow.parentRunId": pid,
+                        "device": "cpu: Test CPU (2 threads)", "torch_version": "2.99",
                         "overrides": f"{condition} +experiment={experiment}", **(child_tags or {}).get(condition, {})}
                 child = self.client.create_run(exp, run_name=f"{condition} seed={seed}", tags=tags)
                 cid = child.info.run_id
@@ -139,6 +140,11 @@ def test_files_figures_and_index(bn_report, store):
         assert f"]({png})" in readme  # relative links
     index = (bn_report / "README.md").read_text()
     assert "[bn_vs_none](bn_vs_none/README.md)" in index and "4 supported" in index
+    # how the runs were made, at the top: the sweep's command and the machine, as MLflow recorded them
+    made = ("- `python -m bn_study -m +experiment=bn_vs_none epochs=3` · machine: cpu: Test CPU (2 threads), "
+            "torch 2.99 · sweep wall time")
+    assert made in index, index
+    assert index.index(made) < index.index("| experiment |")
     # the same files are artifacts of the sweep's parent run
     logged = {a.path for a in store.client.list_artifacts(store.bn, "report")}
     assert logged == {"report/README.md", "report/curves.png", "report/dead_relu.png", "report/saturation_sigmoid.png"}

@@ -62,6 +62,7 @@ class ParentInfo:
     start_time: int  # ms since the epoch, as MLflow stores it
     overrides: str
     git_commit: str | None
+    end_time: int | None = None  # None while the sweep runs
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class Study:
     runs: tuple[RunRecord, ...]
     group_tag: str  # "condition", or "arm" for a tuned study's final runs
     other_parents: int = 0  # how many other reportable sweeps the experiment has (said in the README)
+    machines: tuple[str, ...] = ()  # where the runs trained: their device and torch version tags
 
 
 @dataclass(frozen=True)
@@ -158,7 +160,7 @@ def parent_info(run: Run) -> ParentInfo:
     tags = run.data.tags
     return ParentInfo(run_id=run.info.run_id, name=run.info.run_name or "", status=run.info.status,
                       start_time=int(run.info.start_time or 0), overrides=tags.get("overrides", ""),
-                      git_commit=tags.get("git_commit"))
+                      git_commit=tags.get("git_commit"), end_time=run.info.end_time)
 
 
 def override_choices(text: str) -> dict[str, str]:
@@ -217,9 +219,11 @@ def collect(client: MlflowClient, experiment: str, parent_id: str | None = None)
     if not children:
         raise UserError(f"the sweep {parent.info.run_id} of experiment {experiment!r} has no child runs to report.")
     records = [to_record(client, c, group_tag) for c in children]
+    machines = sorted({f"{c.data.tags['device']}, torch {c.data.tags.get('torch_version', '?')}"
+                       for c in children if "device" in c.data.tags})
     records.sort(key=lambda r: (r.condition, r.seed if r.seed is not None else -1, r.run_id))
     return Study(experiment=experiment, parent=parent_info(parent), runs=tuple(records), group_tag=group_tag,
-                 other_parents=others)
+                 other_parents=others, machines=tuple(machines))
 
 
 # --- conditions -----------------------------------------------------------------------------------------

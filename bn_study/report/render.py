@@ -18,6 +18,7 @@ from bn_study.report.spec import Comparison, ConditionSpec, ReportSpec, unit_of
 from bn_study.report.stats import VERDICTS, Summary, summarize
 
 VERDICT_LINE = "**Verdicts:**"
+COMMAND_LINE = "> Command: "  # the index lists these lines: how each report's runs were made
 TABLE_METRICS = ("test_acc", "test_loss", "train_loss")
 
 
@@ -60,6 +61,13 @@ def verdict_text(v: str) -> str:
     return f"**{v}**"
 
 
+def duration(seconds: float) -> str:
+    """``3725`` → ``1 h 2 min 5 s``."""
+    h, rest = divmod(int(round(seconds)), 3600)
+    m, s = divmod(rest, 60)
+    return " ".join(part for part in (f"{h} h" if h else "", f"{m} min" if h or m else "", f"{s} s") if part)
+
+
 def utc(ms: int) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
@@ -98,6 +106,9 @@ def _provenance(study: Study, spec: ReportSpec) -> list[str]:
         f"experiment `{study.experiment}`, sweep (parent run) `{p.run_id}` “{p.name}”, started {utc(p.start_time)}, "
         f"{p.status}{commit}; {len(study.runs)} child runs ({counted}).",
     ]
+    wall = f" · sweep wall time {duration((p.end_time - p.start_time) / 1000)}" if p.end_time else ""
+    lines.append(f"{COMMAND_LINE}`python -m bn_study -m {p.overrides}` · "
+                 f"machine: {'; '.join(study.machines) or 'not recorded'}{wall}")
     if study.group_tag == "arm":
         lines.append("> A tuned study: only its final runs (tag `stage=final`) are compared, grouped by their `arm` tag.")
     extra = [o for o in p.overrides.split() if o != f"+experiment={study.experiment}"]
@@ -292,9 +303,15 @@ def index_readme(out_root: Path) -> str:
         title = title.removeprefix(f"{readme.parent.name} — ")  # the link already names the experiment
         verdicts = next((ln[len(VERDICT_LINE):].strip() for ln in text if ln.startswith(VERDICT_LINE)), "")
         rows.append(f"| [{readme.parent.name}]({readme.parent.name}/README.md) | {cell(title)} | {cell(verdicts)} |")
+    made = [ln[len(COMMAND_LINE):] for readme in sorted(out_root.glob("*/README.md"))
+            for ln in readme.read_text(encoding="utf-8").splitlines() if ln.startswith(COMMAND_LINE)]
+    names = " ".join(readme.parent.name for readme in sorted(out_root.glob("*/README.md")))
     lines = ["# Reports", "",
-             "One folder per study, each generated from MLflow by `python -m bn_study.report <experiment>`.", "",
-             "| experiment | title | verdicts |", "|---|---|---|", *rows, ""]
+             "One folder per study, each generated from MLflow by `python -m bn_study.report <experiment>`.", ""]
+    if made:
+        lines += ["How they were made (each sweep run from the repository root, as recorded in MLflow; then "
+                  f"`python -m bn_study.report {names}`):", "", *[f"- {m}" for m in made], ""]
+    lines += ["| experiment | title | verdicts |", "|---|---|---|", *rows, ""]
     if not rows:
         lines.insert(-1, "(none generated yet)")
     return "\n".join(lines)
