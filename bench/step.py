@@ -48,7 +48,6 @@ sys.path.insert(0, str(REPO))
 from bn_study.data import load_splits  # noqa: E402
 from bn_study.engines import build_engine  # noqa: E402
 from bn_study.loop import Members, TrainSpec, new_state, targets, train_epoch  # noqa: E402
-from bn_study.losses import member_loss  # noqa: E402
 from bn_study.model import build_model, seeded_models  # noqa: E402
 from bn_study.optim import build_optimizer  # noqa: E402
 
@@ -107,7 +106,6 @@ def timed(run: Callable[[], None], repeats: int, device: torch.device) -> tuple[
 
 
 def workload_data(name: str, device: torch.device, book_steps: int, article_limit: int | None):
-    w = WORKLOADS[name]
     limit = book_steps if name == "book" else article_limit
     return load_splits("mnist", os.environ.get("BN_STUDY_DATA", REPO / "data"), limit_train=limit, device=device)
 
@@ -229,19 +227,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def describe(device: torch.device) -> str:
-    if device.type == "cuda":
-        what = torch.cuda.get_device_name(device)
-    else:
-        what = platform.processor() or platform.machine()
-        try:
-            for line in Path("/proc/cpuinfo").read_text().splitlines():
-                if line.startswith("model name"):
-                    what = line.split(":", 1)[1].strip()
-                    break
-        except OSError:
-            pass
-        what += f", {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
-    return f"device: {device} ({what}); torch {torch.__version__}; python {platform.python_version()}"
+    from bn_study.tracking import device_name  # what MLflow runs record as their device tag
+
+    return (f"device: {device} ({device_name(device)}, {os.cpu_count()} cores); torch {torch.__version__}; "
+            f"python {platform.python_version()}")
 
 
 if __name__ == "__main__":

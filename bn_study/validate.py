@@ -18,7 +18,7 @@ from bn_study.data.catalog import get_dataset
 from bn_study.data.splits import HOLDOUT_SIZE
 from bn_study.errors import UserError
 from bn_study.losses import LOSSES
-from bn_study.model import ACTIVATIONS, HEADS, INITS, NORM_KINDS, POSITIONS, normalized_layer_count
+from bn_study.model import ACTIVATIONS, HEADS, INITS, NORM_KINDS, POSITIONS
 from bn_study.optim import OPTIMIZERS
 
 METRICS = ("val_acc", "val_loss", "train_acc", "train_loss")

@@ -236,7 +236,7 @@ def _final_table(conditions: Sequence[Condition], spec: ReportSpec, params: Sequ
         row += [mean_ci(m, summarize(c.values(m))) for m in metrics]
         row.append(_epochs_cell(c, spec.threshold_metric, spec.threshold_value))
         out.append("| " + " | ".join(row) + " |")
-    out += ["", f"Per-seed cells list the seeds in order: the epoch a run first reached the threshold, `>E` if it "
+    out += ["", "Per-seed cells list the seeds in order: the epoch a run first reached the threshold, `>E` if it "
             "had not by its last epoch E, `✗` if the run did not finish (diverged or stopped). Accuracies in %."]
     lost = [(c, r) for c in conditions for r in c.runs if not r.finished]
     if lost:
