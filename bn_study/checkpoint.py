@@ -49,6 +49,10 @@ class Checkpoint:
 
     def delete(self) -> None:
         self.path.unlink(missing_ok=True)
+        try:  # the directory only exists for running jobs: the last one to end removes it
+            self.path.parent.rmdir()
+        except OSError:  # other jobs' checkpoints are still in it (or it is gone already)
+            pass
 
 
 def capture(state: Any, *, job_hash: str, member_hashes: list[str], run_ids: list[str],

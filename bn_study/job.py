@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +12,30 @@ from hydra.types import RunMode
 
 
 SMALL_BATCH = 16  # at or below this batch size a step's ops run on one thread (see set_threads)
+BUSY_WINDOW_S = 0.25  # how long set_threads watches what other processes do with the cores
+_default_threads: list[int] = []  # PyTorch's own thread count, before any job of this process changed it
+
+
+def others_busy_cores(window: float = BUSY_WINDOW_S) -> float:
+    """How many cores other processes keep busy right now, watched over ``window`` seconds of /proc/stat.
+
+    Called between jobs, while this process itself is idle: unlike the load average, it does not count
+    this process's own previous job, nor a burst that ended a minute ago. Without /proc: the load average.
+    """
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return sum(fields[:8]), idle
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(window)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return os.getloadavg()[0]
+    elapsed = total1 - total0
+    return 0.0 if elapsed <= 0 else (1 - (idle1 - idle0) / elapsed) * (os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
@@ -44,19 +69,24 @@ class JobContext:
         that wait stretches to the scheduler's time slice: measured on this project's 2-core machine
         under load, a book step went from 1 ms (1 thread) to 37 ms (2 threads), an article step at
         batch 128 from 8 ms to 280 ms. So auto uses one thread for tiny steps (batch <= 16, too little
-        work per op to split anyway) and whenever the cores are already busy at the start (1-minute load
-        average >= core count); parallel jobs split the cores between them.
+        work per op to split anyway); otherwise as many threads as there are cores other processes leave
+        free at the start (watched for a quarter second), at most PyTorch's default, and parallel jobs
+        split the cores between them. Every job decides afresh: a busy moment does not stick to the
+        jobs after it in the same process.
         """
         import torch
 
+        if not _default_threads:
+            _default_threads.append(torch.get_num_threads())
         cores = os.cpu_count() or 1
         if setting != "auto":
-            torch.set_num_threads(int(setting))  # type: ignore[call-overload]
-        elif batch_size <= SMALL_BATCH or os.getloadavg()[0] >= cores:
-            torch.set_num_threads(1)
-        elif self.parallel_jobs > 1:
-            torch.set_num_threads(max(1, cores // self.parallel_jobs))
-
+            threads = int(setting)  # type: ignore[call-overload]
+        elif batch_size <= SMALL_BATCH:
+            threads = 1
+        else:
+            free = cores - others_busy_cores()
+            threads = max(1, min(_default_threads[0], cores // max(1, self.parallel_jobs), int(free + 0.5)))
+        torch.set_num_threads(threads)
 
 def resolve_path(path: str | Path, launch_dir: Path) -> Path:
     """Relative paths in the config mean relative to where the user launched, not the job's output dir."""
