@@ -16,22 +16,23 @@ BUSY_WINDOW_S = 0.25  # how long set_threads watches what other processes do wit
 _default_threads: list[int] = []  # PyTorch's own thread count, before any job of this process changed it
 
 
+def cpu_times() -> tuple[int, int]:
+    """All CPU time and idle CPU time (idle + iowait) since boot, in ticks, from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    return sum(fields[:8]), fields[3] + (fields[4] if len(fields) > 4 else 0)
+
+
 def others_busy_cores(window: float = BUSY_WINDOW_S) -> float:
     """How many cores other processes keep busy right now, watched over ``window`` seconds of /proc/stat.
 
     Called between jobs, while this process itself is idle: unlike the load average, it does not count
     this process's own previous job, nor a burst that ended a minute ago. Without /proc: the load average.
     """
-    def sample() -> tuple[int, int]:
-        with open("/proc/stat") as f:
-            fields = [int(v) for v in f.readline().split()[1:]]
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-        return sum(fields[:8]), idle
-
     try:
-        total0, idle0 = sample()
+        total0, idle0 = cpu_times()
         time.sleep(window)
-        total1, idle1 = sample()
+        total1, idle1 = cpu_times()
     except (OSError, ValueError, IndexError):
         return os.getloadavg()[0]
     elapsed = total1 - total0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -40,20 +41,17 @@ def test_busy_cores_mean_one_thread(monkeypatch):
     assert torch.get_num_threads() == 1
 
 
-def test_a_core_taken_by_another_process_is_left_to_it(monkeypatch):
+@pytest.mark.parametrize("busy, parallel, expected", [
+    (2.9, 1, 5),  # cores other processes hold are left to them
+    (0.0, 4, 2),  # parallel jobs share the cores
+    (0.0, 1, 8),  # an idle machine: PyTorch's default
+])
+def test_free_cores_are_shared_out(monkeypatch, busy, parallel, expected):
     monkeypatch.setattr("bn_study.job._default_threads", [8])
     monkeypatch.setattr("os.cpu_count", lambda: 8)
-    monkeypatch.setattr("bn_study.job.others_busy_cores", lambda: 2.9)
-    job().set_threads("auto", batch_size=128)
-    assert torch.get_num_threads() == 5
-
-
-def test_parallel_jobs_share_the_cores(monkeypatch):
-    monkeypatch.setattr("bn_study.job._default_threads", [8])
-    monkeypatch.setattr("bn_study.job.others_busy_cores", lambda: 0.0)
-    monkeypatch.setattr("os.cpu_count", lambda: 8)
-    job(parallel=4).set_threads("auto", batch_size=128)
-    assert torch.get_num_threads() == 2
+    monkeypatch.setattr("bn_study.job.others_busy_cores", lambda: busy)
+    job(parallel).set_threads("auto", batch_size=128)
+    assert torch.get_num_threads() == expected
 
 
 def test_each_job_decides_afresh(monkeypatch):
@@ -70,18 +68,26 @@ def test_each_job_decides_afresh(monkeypatch):
     assert torch.get_num_threads() == 2
 
 
-def test_the_busy_cores_of_others_are_measured_not_guessed():
-    """A process spinning on one core shows as about one busy core (this process sleeps meanwhile)."""
+def test_busy_cores_come_from_the_cpu_time_others_used(monkeypatch):
+    from bn_study.job import others_busy_cores
+
+    samples = iter([(1000, 800), (1100, 850)])  # 100 ticks went by, 50 of them idle: half the CPU busy
+    monkeypatch.setattr("bn_study.job.cpu_times", lambda: next(samples))
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    assert others_busy_cores(0.0) == pytest.approx(2.0)
+
+
+def test_a_spinning_process_is_seen_on_the_real_machine():
+    """Another process spinning on a core shows as at least most of a busy core (more if others run too)."""
     import subprocess
     import sys
 
     from bn_study.job import others_busy_cores
 
-    idle = others_busy_cores(0.5)
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         time.sleep(0.3)
         busy = others_busy_cores(0.5)
     finally:
         spinner.kill()
-    assert 0.6 <= busy - idle <= 1.4
+    assert 0.6 <= busy <= (os.cpu_count() or 1)
