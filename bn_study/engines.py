@@ -195,19 +195,11 @@ class GraphStep:
         return losses, hits
 
     def _prepare(self) -> None:
-        """Before steps (cheap, idempotent): gradients exist, so every graph and eager step shares them,
-        and the optimizer's flags suit capture even if a checkpoint loaded into it said otherwise."""
+        """Before steps (cheap, idempotent): gradients exist, so every graph and eager step shares them.
+        (A checkpoint loaded into the optimizer keeps it capturable: ``optim.keep_implementation``.)"""
         for p in self.members.net.parameters():
             if p.requires_grad and p.grad is None:
                 p.grad = torch.zeros_like(p)
-        if self.capture:
-            for group in self.optimizer.param_groups:
-                if "capturable" in group:
-                    group["capturable"] = True
-            for p, state in self.optimizer.state.items():
-                step = state.get("step")
-                if isinstance(step, Tensor) and step.device != p.device:
-                    state["step"] = step.to(device=p.device, dtype=torch.float32)
 
     def _fingerprint(self) -> tuple[int, ...]:
         tensors: list[Tensor] = list(self.members.net.parameters()) + list(self.members.net.buffers())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from dataclasses import dataclass
@@ -13,7 +14,14 @@ from hydra.types import RunMode
 
 SMALL_BATCH = 16  # at or below this batch size a step's ops run on one thread (see set_threads)
 BUSY_WINDOW_S = 0.25  # how long set_threads watches what other processes do with the cores
-_default_threads: list[int] = []  # PyTorch's own thread count, before any job of this process changed it
+
+
+@functools.cache
+def default_threads() -> int:
+    """PyTorch's own thread count, read before the first job of this process changes it."""
+    import torch
+
+    return torch.get_num_threads()
 
 
 def cpu_times() -> tuple[int, int]:
@@ -77,8 +85,7 @@ class JobContext:
         """
         import torch
 
-        if not _default_threads:
-            _default_threads.append(torch.get_num_threads())
+        default = default_threads()
         cores = os.cpu_count() or 1
         if setting != "auto":
             threads = int(setting)  # type: ignore[call-overload]
@@ -86,7 +93,7 @@ class JobContext:
             threads = 1
         else:
             free = cores - others_busy_cores()
-            threads = max(1, min(_default_threads[0], cores // max(1, self.parallel_jobs), int(free + 0.5)))
+            threads = max(1, min(default, cores // max(1, self.parallel_jobs), int(free + 0.5)))
         torch.set_num_threads(threads)
 
 def resolve_path(path: str | Path, launch_dir: Path) -> Path:

@@ -47,7 +47,7 @@ def test_busy_cores_mean_one_thread(monkeypatch):
     (0.0, 1, 8),  # an idle machine: PyTorch's default
 ])
 def test_free_cores_are_shared_out(monkeypatch, busy, parallel, expected):
-    monkeypatch.setattr("bn_study.job._default_threads", [8])
+    monkeypatch.setattr("bn_study.job.default_threads", lambda: 8)
     monkeypatch.setattr("os.cpu_count", lambda: 8)
     monkeypatch.setattr("bn_study.job.others_busy_cores", lambda: busy)
     job(parallel).set_threads("auto", batch_size=128)
@@ -56,7 +56,7 @@ def test_free_cores_are_shared_out(monkeypatch, busy, parallel, expected):
 
 def test_each_job_decides_afresh(monkeypatch):
     """A job that ran on one thread (busy cores, tiny batch) does not leave the next one on one thread."""
-    monkeypatch.setattr("bn_study.job._default_threads", [2])
+    monkeypatch.setattr("bn_study.job.default_threads", lambda: 2)
     monkeypatch.setattr("os.cpu_count", lambda: 2)
     busy = iter([2.0, 0.0])
     monkeypatch.setattr("bn_study.job.others_busy_cores", lambda: next(busy))

@@ -296,21 +296,20 @@ def experiment_readme(study: Study, spec: ReportSpec, conditions: Sequence[Condi
 
 def index_readme(out_root: Path) -> str:
     """``reports/README.md``: every experiment report that exists under ``out_root``, by name."""
-    rows = []
+    rows, made, names = [], [], []
     for readme in sorted(out_root.glob("*/README.md")):
         text = readme.read_text(encoding="utf-8").splitlines()
         title = text[0].lstrip("# ").strip() if text else readme.parent.name
         title = title.removeprefix(f"{readme.parent.name} — ")  # the link already names the experiment
         verdicts = next((ln[len(VERDICT_LINE):].strip() for ln in text if ln.startswith(VERDICT_LINE)), "")
         rows.append(f"| [{readme.parent.name}]({readme.parent.name}/README.md) | {cell(title)} | {cell(verdicts)} |")
-    made = [ln[len(COMMAND_LINE):] for readme in sorted(out_root.glob("*/README.md"))
-            for ln in readme.read_text(encoding="utf-8").splitlines() if ln.startswith(COMMAND_LINE)]
-    names = " ".join(readme.parent.name for readme in sorted(out_root.glob("*/README.md")))
+        made += [ln[len(COMMAND_LINE):] for ln in text if ln.startswith(COMMAND_LINE)]
+        names.append(readme.parent.name)
     lines = ["# Reports", "",
              "One folder per study, each generated from MLflow by `python -m bn_study.report <experiment>`.", ""]
     if made:
         lines += ["How they were made (each sweep run from the repository root, as recorded in MLflow; then "
-                  f"`python -m bn_study.report {names}`):", "", *[f"- {m}" for m in made], ""]
+                  f"`python -m bn_study.report {' '.join(names)}`):", "", *[f"- {m}" for m in made], ""]
     lines += ["| experiment | title | verdicts |", "|---|---|---|", *rows, ""]
     if not rows:
         lines.insert(-1, "(none generated yet)")
