@@ -46,10 +46,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bn_study.data import load_splits  # noqa: E402
-from bn_study.engines import build_engine  # noqa: E402
-from bn_study.loop import Members, TrainSpec, new_state, targets, train_epoch  # noqa: E402
-from bn_study.model import build_model, seeded_models  # noqa: E402
-from bn_study.optim import build_optimizer  # noqa: E402
+from bn_study.train.engines import build_engine  # noqa: E402
+from bn_study.train.loop import Members, TrainSpec, new_state, targets, train_epoch  # noqa: E402
+from bn_study.train.model import build_model, seeded_models  # noqa: E402
+from bn_study.train.optim import build_optimizer  # noqa: E402
 
 SGD_KERAS = {"name": "sgd", "lr": 0.01, "momentum": 0.9, "nesterov": True}
 SGD_PLAIN = {"name": "sgd", "lr": 0.01, "momentum": 0.0, "nesterov": False}
@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def describe(device: torch.device) -> str:
-    from bn_study.tracking import device_name  # what MLflow runs record as their device tag
+    from bn_study.tracking.provenance import device_name  # what MLflow runs record as their device tag
 
     return (f"device: {device} ({device_name(device)}, {os.cpu_count()} cores); torch {torch.__version__}; "
             f"python {platform.python_version()}")

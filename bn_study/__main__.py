@@ -14,7 +14,7 @@ def main() -> None:
 
     from bn_study.app import main as hydra_main
     from bn_study.errors import UserError, exit_for_user
-    from bn_study.tracking import StoreError
+    from bn_study.tracking.runs import StoreError
 
     try:
         hydra_main()

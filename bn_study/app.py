@@ -14,19 +14,22 @@ import torch
 from mlflow.entities import Run
 from omegaconf import DictConfig, OmegaConf
 
-from bn_study.checkpoint import Checkpoint, restore
+from bn_study.train.checkpoint import Checkpoint, restore
 from bn_study.data import load_splits
 from bn_study.errors import UserError, exit_for_user
 from bn_study.job import JobContext, resolve_path
-from bn_study.engines import build_engine
-from bn_study.loop import EpochReport, Members, TrainSpec, new_state
-from bn_study.model import seeded_models
-from bn_study.outcome import JobOutcome, worst_value
-from bn_study.resume import config_hash, final_runs, job_hash, resumable_run_ids, reused_tag
-from bn_study.tracking import MemberRun, RunContext, StoreError, flatten, open_context, read_parent_file, resolve_tracking_uri
-from bn_study.trainer import JobTraining, Resumed, objective_value
-from bn_study.trial import current_reporter
-from bn_study.validate import member_seeds, resolve_device, validate_config
+from bn_study.train.engines import build_engine
+from bn_study.train.loop import EpochReport, Members, TrainSpec, new_state
+from bn_study.train.model import seeded_models
+from bn_study.sweep.outcome import JobOutcome, worst_value
+from bn_study.tracking.resume import config_hash, final_runs, job_hash, resumable_run_ids, reused_tag
+from bn_study.tracking.naming import flatten
+from bn_study.tracking.parent import read_parent_file
+from bn_study.tracking.runs import MemberRun, RunContext, StoreError, open_context
+from bn_study.tracking.store import resolve_tracking_uri
+from bn_study.training import JobTraining, Resumed, objective_value
+from bn_study.sweep.trial import current_reporter
+from bn_study.config.rules import member_seeds, resolve_device, validate_config
 
 log = logging.getLogger("bn_study")
 

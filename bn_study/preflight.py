@@ -13,8 +13,8 @@ from omegaconf import DictConfig
 from bn_study.data import ensure_raw
 from bn_study.errors import UserError, exit_for_user
 from bn_study.job import resolve_path
-from bn_study.tracking import check_reachable, resolve_tracking_uri
-from bn_study.validate import validate_config
+from bn_study.tracking.store import check_reachable, resolve_tracking_uri
+from bn_study.config.rules import validate_config
 
 
 def preflight(configs: Sequence[DictConfig], launch_dir: str | Path, labels: Sequence[str] | None = None) -> None:

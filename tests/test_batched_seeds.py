@@ -15,11 +15,11 @@ import pytest
 import torch
 
 from bn_study.data import Splits
-from bn_study.loop import Members, TrainSpec, eager_step, fit, new_state
-from bn_study.losses import member_loss
-from bn_study.model import seeded_models
-from bn_study.optim import build_optimizer
-from bn_study.stacked import unstack_member
+from bn_study.train.loop import Members, TrainSpec, eager_step, fit, new_state
+from bn_study.train.losses import member_loss
+from bn_study.train.model import seeded_models
+from bn_study.train.optim import build_optimizer
+from bn_study.train.stacked import unstack_member
 
 RTOL, ATOL = 1e-4, 1e-5
 MODEL = {"name": "mini", "hidden": [32, 24, 16], "head": "softmax", "init": "glorot_uniform"}

@@ -18,13 +18,13 @@ import pytest
 import torch
 
 from bn_study.data import Splits
-from bn_study.engines import ENGINES, GraphStep, build_engine, resolve_engine
+from bn_study.train.engines import ENGINES, GraphStep, build_engine, resolve_engine
 from bn_study.errors import UserError
-from bn_study.loop import Members, TrainSpec, eager_step, fit, new_state
-from bn_study.losses import member_loss
-from bn_study.model import seeded_models
-from bn_study.optim import build_optimizer
-from bn_study.validate import ENGINES as VALID_ENGINES
+from bn_study.train.loop import Members, TrainSpec, eager_step, fit, new_state
+from bn_study.train.losses import member_loss
+from bn_study.train.model import seeded_models
+from bn_study.train.optim import build_optimizer
+from bn_study.config.rules import ENGINES as VALID_ENGINES
 
 RTOL, ATOL = 1e-4, 1e-5
 MODEL = {"name": "mini", "hidden": [32, 24, 16], "head": "softmax", "init": "glorot_uniform"}

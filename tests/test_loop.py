@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from bn_study.data import Splits
-from bn_study.loop import Members, TrainSpec, eager_step, fit, new_state
-from bn_study.losses import member_loss
-from bn_study.model import seeded_models
-from bn_study.optim import build_optimizer
+from bn_study.train.loop import Members, TrainSpec, eager_step, fit, new_state
+from bn_study.train.losses import member_loss
+from bn_study.train.model import seeded_models
+from bn_study.train.optim import build_optimizer
 
 MODEL = {"name": "tiny", "hidden": [16, 16], "head": "softmax", "init": "glorot_uniform"}
 NO_NORM = {"kind": "none", "layers": 0, "position": "after"}

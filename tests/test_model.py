@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from bn_study.model import build_model, hidden_activation_names, seeded_models
+from bn_study.train.model import build_model, hidden_activation_names, seeded_models
 
 ARTICLE = {"name": "article", "hidden": [512, 256, 128, 64], "head": "softmax", "init": "glorot_uniform"}
 BOOK = {"name": "book", "hidden": [200], "head": "sigmoid", "init": "torch_default"}

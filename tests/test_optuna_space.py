@@ -7,7 +7,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from bn_study.errors import UserError
-from hydra_plugins.bn_study_sweepers import optuna_space
+from bn_study.sweep import space as optuna_space
 
 
 def parse(text: str):

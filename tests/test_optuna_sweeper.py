@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from bn_study.errors import UserError
-from bn_study.trial import TrialReporter
+from bn_study.sweep.trial import TrialReporter
 
 APP_DIR = Path(__file__).resolve().parent / "optuna_app"
 SPHERE_APP = APP_DIR / "sphere.py"
@@ -38,7 +38,7 @@ def sweep(runner: Any, tmp_path: Path, *overrides: str, task: Any = sphere_app.s
 
 
 def trials_of(storage: str, name: str = "sphere") -> list[optuna.trial.FrozenTrial]:
-    from hydra_plugins.bn_study_sweepers.optuna_storage import open_storage
+    from bn_study.sweep.storage import open_storage
 
     return optuna.load_study(study_name=name, storage=open_storage(storage, "/")).trials
 
@@ -208,7 +208,7 @@ def test_crash_traceback_survives_a_process_boundary() -> None:
 
     from hydra.core.utils import JobReturn, JobStatus
 
-    from hydra_plugins.bn_study_sweepers.optuna_outcome import classify
+    from bn_study.sweep.trial_outcome import classify
     from hydra_plugins.bn_study_sweepers.optuna_sweeper import TracedTask
 
     def task(cfg: Any) -> float:
@@ -227,8 +227,8 @@ def test_crash_traceback_survives_a_process_boundary() -> None:
 def test_outcomes() -> None:
     from hydra.core.utils import JobReturn, JobStatus
 
-    from bn_study.outcome import JobOutcome
-    from hydra_plugins.bn_study_sweepers.optuna_outcome import classify
+    from bn_study.sweep.outcome import JobOutcome
+    from bn_study.sweep.trial_outcome import classify
 
     def done(value: Any) -> JobReturn:
         return JobReturn(status=JobStatus.COMPLETED, _return_value=value)
@@ -246,7 +246,7 @@ def test_outcomes() -> None:
 def test_searches_started_in_the_same_second_get_their_own_sweep_dirs(tmp_path: Path) -> None:
     import socket
 
-    from hydra_plugins.bn_study_sweepers.optuna_sweep_dir import CLAIM_FILE, claim_sweep_dir
+    from bn_study.sweep.sweep_dir import CLAIM_FILE, claim_sweep_dir
 
     base = tmp_path / "multirun" / "12-00-00"
     assert claim_sweep_dir(base) == base
@@ -264,7 +264,7 @@ def test_searches_started_in_the_same_second_get_their_own_sweep_dirs(tmp_path: 
 def test_storage_settings_resolve_against_the_launch_directory(tmp_path: Path) -> None:
     import importlib.util
 
-    from hydra_plugins.bn_study_sweepers.optuna_storage import display, resolve_storage, with_installed_driver
+    from bn_study.sweep.storage import display, resolve_storage, with_installed_driver
 
     assert resolve_storage(None, tmp_path) is None
     assert resolve_storage("optuna.journal", tmp_path) == str(tmp_path / "optuna.journal")

@@ -100,7 +100,7 @@ def test_a_diverging_job_fails_alone_and_the_sweep_says_so(cli, tmp_path):
 
 
 def test_a_crashing_job_leaves_its_traceback_and_the_others_run(cli, tmp_path, monkeypatch):
-    import bn_study.trainer as trainer
+    import bn_study.training as trainer
 
     original = trainer.JobTraining.run
 

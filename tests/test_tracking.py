@@ -156,8 +156,8 @@ def test_tracking_uri_can_point_elsewhere(cli, tmp_path, monkeypatch, uri_from):
 
 
 def test_run_names_fit_every_mlflow_store_and_keep_the_seed():
-    from bn_study.parent_run import sweep_description
-    from bn_study.tracking import MAX_RUN_NAME, run_name
+    from bn_study.tracking.parent import sweep_description
+    from bn_study.tracking.naming import MAX_RUN_NAME, run_name
 
     long = [f"tracking.uri=http://127.0.0.1:5000/{'x' * 300}", "norm=bn1"]
     name = run_name(long, 3)

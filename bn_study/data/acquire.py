@@ -17,7 +17,7 @@ from pathlib import Path
 
 import filelock
 
-from bn_study.data.atomic import publish, stage_bytes
+from bn_study.util.atomic import publish, stage_bytes
 from bn_study.data.catalog import (
     RAW_FILES,
     DatasetSpec,

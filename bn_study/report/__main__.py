@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bn_study.errors import UserError
     from bn_study.report.build import report_experiment, write_index
     from bn_study.report.collect import open_store
-    from bn_study.tracking import resolve_tracking_uri
+    from bn_study.tracking.store import resolve_tracking_uri
 
     failed, written = False, 0
     try:

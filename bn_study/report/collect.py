@@ -18,7 +18,8 @@ from mlflow.entities import Run
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from bn_study.errors import UserError
-from bn_study.resume import reused_tag
+from bn_study.tracking.store import local_sqlite_file
+from bn_study.tracking.resume import reused_tag
 from bn_study.report.spec import ReportSpec, Selector, normalize_key
 
 PARENT_ROLE = "multirun parent"
@@ -107,8 +108,8 @@ class Condition:
 
 def open_store(uri: str) -> MlflowClient:
     """A client for ``uri``; a local sqlite file that does not exist is reported, not silently created."""
-    if uri.startswith("sqlite:///"):
-        db = Path(uri.removeprefix("sqlite:///"))
+    db = local_sqlite_file(uri)
+    if db is not None:
         if not db.is_file():
             raise UserError(f"there is no MLflow store at {db}; run a study first "
                             "(python -m bn_study -m +experiment=<name>) or pass --tracking-uri.")

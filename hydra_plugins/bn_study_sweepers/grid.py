@@ -24,16 +24,6 @@ from omegaconf import DictConfig, OmegaConf
 log = logging.getLogger(__name__)
 
 
-def compose_jobs(sweeper: Any, batch: Sequence[Sequence[str]]) -> list[DictConfig]:
-    """Each job's config, composed exactly as its launcher will compose it."""
-    loader = sweeper.hydra_context.config_loader
-    return [loader.load_sweep_config(master_config=sweeper.config, sweep_overrides=list(o)) for o in batch]
-
-
-def job_labels(batch: Sequence[Sequence[str]]) -> list[str]:
-    return [f"job #{i} ({' '.join(o)})" for i, o in enumerate(batch)]
-
-
 class GridSweeper(BasicSweeper):
     def __init__(self, max_batch_size: int | None, params: dict[str, str] | None = None) -> None:
         super().__init__(max_batch_size=max_batch_size, params=params)
@@ -53,9 +43,10 @@ class GridSweeper(BasicSweeper):
     def sweep(self, arguments: list[str]) -> Any:
         # Imported here, not at module level: Hydra's plugin scan imports this module on every start,
         # and torch + MLflow would add seconds to commands that never sweep.
-        from bn_study.parent_run import ParentRun, sweep_description
+        from bn_study.tracking.parent import ParentRun, sweep_description
         from bn_study.preflight import preflight
-        from bn_study.sweep_summary import any_failed, counts, job_row, print_summary
+        from bn_study.sweep.compose import compose_jobs, job_labels
+        from bn_study.sweep.summary import any_failed, counts, job_row, print_summary
 
         jobs = self.all_jobs(arguments)
         preflight(compose_jobs(self, jobs), self.config.hydra.runtime.cwd, job_labels(jobs))

@@ -41,9 +41,9 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from bn_study.errors import UserError
-from hydra_plugins.bn_study_sweepers import optuna_outcome, optuna_storage, optuna_sweep_dir
-from hydra_plugins.bn_study_sweepers.optuna_plan import SearchPlan
-from hydra_plugins.bn_study_sweepers.optuna_run import SweepRun, check_direction
+from bn_study.sweep import trial_outcome as optuna_outcome, storage as optuna_storage, sweep_dir as optuna_sweep_dir
+from bn_study.sweep.plan import SearchPlan
+from bn_study.sweep.search import SweepRun, check_direction
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ class OptunaSweeper(Sweeper):
         plan = SearchPlan.build(arguments, self.params, self.arms, self.trial_overrides, self.final_overrides)
         project = is_bn_study(config)
         if project:
-            from hydra_plugins.bn_study_sweepers import optuna_mlflow
+            from bn_study.sweep import mlflow_mirror as optuna_mlflow
 
             with optuna_mlflow.database_lock(config):  # only the setup: the searches then run side by side
                 run = self._start(plan, project)
@@ -165,7 +165,7 @@ class OptunaSweeper(Sweeper):
         tracking = None
         if project:
             OmegaConf.save(config, sweep_dir / "multirun.yaml")
-            from hydra_plugins.bn_study_sweepers.optuna_mlflow import SweepTracking
+            from bn_study.sweep.mlflow_mirror import SweepTracking
 
             tracking = SweepTracking(config, {"sweeper": "optuna", "optuna_storage": optuna_storage.display(resolved),
                                               "optuna_studies": ", ".join(plan.study_names(self.study_name))})
@@ -173,7 +173,7 @@ class OptunaSweeper(Sweeper):
 
     def preflight(self, jobs: list[list[str]], labels: list[str]) -> None:
         from bn_study.preflight import preflight
-        from hydra_plugins.bn_study_sweepers.grid import compose_jobs
+        from bn_study.sweep.compose import compose_jobs
 
         assert self.config is not None
         preflight(compose_jobs(self, jobs), self.config.hydra.runtime.cwd, labels)

@@ -17,7 +17,7 @@ def sphere(cfg: DictConfig) -> float:
     if nan_above is not None and float(cfg.x) > nan_above:
         return math.nan
     if cfg.get("curve", False):  # the value falls over 5 "epochs" towards x² + y²
-        from bn_study.trial import current_reporter
+        from bn_study.sweep.trial import current_reporter
 
         reporter = current_reporter()
         for step in range(1, 6):

@@ -6,28 +6,45 @@ import copy
 import functools
 import logging
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import optuna
 from optuna.trial import TrialState
 
 from bn_study.errors import UserError
-from hydra_plugins.bn_study_sweepers import optuna_outcome, optuna_space, optuna_storage
-from hydra_plugins.bn_study_sweepers.optuna_outcome import TrialOutcome
-from hydra_plugins.bn_study_sweepers.optuna_plan import SearchPlan
+from bn_study.sweep import trial_outcome as optuna_outcome, space as optuna_space, storage as optuna_storage
+from bn_study.sweep.trial_outcome import TrialOutcome
+from bn_study.sweep.plan import SearchPlan
 
 if TYPE_CHECKING:
-    from bn_study.sweep_summary import JobRow
-    from hydra_plugins.bn_study_sweepers.optuna_mlflow import SweepTracking
-    from hydra_plugins.bn_study_sweepers.optuna_sweeper import OptunaSweeper
+    from bn_study.sweep.summary import JobRow
+    from bn_study.sweep.mlflow_mirror import SweepTracking
 
 log = logging.getLogger(__name__)
+
+
+class SearchSettings(Protocol):
+    """What a search needs of the Hydra sweeper that runs it (its settings, and how it launches jobs)."""
+
+    sampler: Any
+    pruner: Any
+    directions: list[str]
+    study_name: str | None
+    n_trials: int
+    n_jobs: int
+    max_failure_rate: float
+    final_overrides: list[str] | None
+
+    def launch(self, jobs: list[list[str]]) -> Sequence[Any]: ...
+
+    def preflight(self, jobs: list[list[str]], labels: list[str]) -> None: ...
 
 
 class SweepRun:
     """One invocation of the sweeper: its studies, the trials it adds, their outcomes."""
 
-    def __init__(self, sweeper: "OptunaSweeper", plan: SearchPlan, storage: Any, resolved: str | None,
+    def __init__(self, sweeper: SearchSettings, plan: SearchPlan, storage: Any, resolved: str | None,
                  tracking: "SweepTracking | None", project: bool) -> None:
         self.sweeper = sweeper
         self.project = project
@@ -283,13 +300,13 @@ def _best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
 
 
 def _print_summary(rows: list["JobRow"], title: str) -> None:
-    from bn_study.sweep_summary import print_summary  # imported late: it pulls in torch and MLflow
+    from bn_study.sweep.summary import print_summary  # imported late: it pulls in torch and MLflow
 
     print_summary(rows, title=title)
 
 
 def _row(number: int, params: dict[str, Any], outcome: TrialOutcome, prefix: str = "") -> "JobRow":
-    from bn_study.sweep_summary import JobRow
+    from bn_study.sweep.summary import JobRow
 
     status = {"complete": outcome.job_status or "finished"}.get(outcome.kind, outcome.kind)
     value = outcome.values[0] if outcome.values else None

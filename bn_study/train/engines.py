@@ -32,9 +32,9 @@ import torch
 from torch import Tensor
 
 from bn_study.errors import UserError
-from bn_study.loop import Members, StepFn, Targets, eager_step
-from bn_study.losses import MemberLoss, member_loss
-from bn_study.optim import build_optimizer
+from bn_study.train.loop import Members, StepFn, Targets, eager_step
+from bn_study.train.losses import MemberLoss, member_loss
+from bn_study.train.optim import build_optimizer
 
 ENGINES = ("auto", "eager", "graph", "compile")
 WARMUP_STEPS = 3  # eager steps on a side stream before a batch shape is captured (PyTorch's advice)

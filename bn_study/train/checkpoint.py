@@ -9,13 +9,14 @@ history the final figures need. Loaded with ``weights_only=True``: tensors and p
 
 from __future__ import annotations
 
+import io
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from bn_study.util.atomic import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -25,17 +26,9 @@ class Checkpoint:
         self.path = Path(directory) / f"{job_hash}.pt"
 
     def save(self, payload: dict[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.stem}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                torch.save(payload, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        buffer = io.BytesIO()
+        torch.save(payload, buffer)
+        write_atomic(self.path, buffer.getvalue())
 
     def load(self) -> dict[str, Any] | None:
         """The saved state, or None when there is none or it cannot be read (then the job starts fresh)."""

@@ -13,8 +13,8 @@ from typing import Any
 from optuna.distributions import BaseDistribution
 
 from bn_study.errors import UserError
-from bn_study.trial import STAGE_ENV, STUDY_ENV, TRIAL_ENV
-from hydra_plugins.bn_study_sweepers import optuna_space
+from bn_study.sweep.trial import STAGE_ENV, STUDY_ENV, TRIAL_ENV
+from bn_study.sweep import space as optuna_space
 
 log = logging.getLogger(__name__)
 

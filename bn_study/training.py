@@ -13,18 +13,18 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from bn_study import figures
-from bn_study.checkpoint import Checkpoint, capture
+from bn_study.tracking import figures
+from bn_study.train.checkpoint import Checkpoint, capture
 from bn_study.data import Splits
 from bn_study.job import JobContext
-from bn_study.loop import EpochReport, Members, StepFn, TrainSpec, TrainState, evaluate, fit, targets
-from bn_study.losses import member_loss
-from bn_study.model import hidden_activation_names
-from bn_study.outcome import worst_value
-from bn_study.probe import ActivationProbe
-from bn_study.progress import TrainingProgress, bars_wanted
-from bn_study.tracking import MemberRun
-from bn_study.trial import TrialReporter
+from bn_study.train.loop import EpochReport, Members, StepFn, TrainSpec, TrainState, evaluate, fit, targets
+from bn_study.train.losses import member_loss
+from bn_study.train.model import hidden_activation_names
+from bn_study.sweep.outcome import worst_value
+from bn_study.train.probe import ActivationProbe
+from bn_study.ui import TrainingProgress, bars_wanted
+from bn_study.tracking.runs import MemberRun
+from bn_study.sweep.trial import TrialReporter
 
 log = logging.getLogger("bn_study")
 

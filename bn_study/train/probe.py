@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from bn_study.model import hidden_activation_names
+from bn_study.train.model import hidden_activation_names
 
 
 def _inactive_fraction(act: str) -> tuple[str, Callable[[Tensor], Tensor]]:

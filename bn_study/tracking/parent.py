@@ -2,22 +2,37 @@
 
 Creating the sqlite database and the experiment here, before parallel jobs exist, also avoids
 several processes initialising a fresh database at once (which breaks). Jobs find the parent
-through a small file in the sweep dir (``tracking.PARENT_FILE``).
+through a small file in the sweep dir (``PARENT_FILE``).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from mlflow.entities import RunTag
 from omegaconf import DictConfig
 
-from bn_study.tracking import (connect, ensure_experiment, fit_run_name, git_state, resolve_tracking_uri,
-                               write_parent_file)
+from bn_study.tracking.naming import fit_run_name
+from bn_study.tracking.provenance import git_state
+from bn_study.util.atomic import write_atomic
+from bn_study.tracking.store import connect, ensure_experiment, resolve_tracking_uri
 
 log = logging.getLogger(__name__)
+
+PARENT_FILE = "mlflow_parent.json"  # in the multirun's sweep dir: how jobs find their parent run
+
+
+def read_parent_file(sweep_dir: str | Path) -> dict[str, Any] | None:
+    path = Path(sweep_dir) / PARENT_FILE
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def write_parent_file(sweep_dir: str | Path, payload: Mapping[str, Any]) -> None:
+    write_atomic(Path(sweep_dir) / PARENT_FILE, json.dumps(dict(payload)).encode())
 
 
 class ParentRun:

@@ -1,22 +1,15 @@
-"""MLflow: where runs go, and one run per trained member with its params, metrics, tags and artifacts.
+"""One MLflow run per trained member with its params, metrics, tags and artifacts.
 
-The store is ``sqlite:///<launch dir>/mlflow.db`` with artifacts under ``<launch dir>/mlruns`` unless
-``tracking.uri`` or ``$MLFLOW_TRACKING_URI`` says otherwise, so a plain ``mlflow ui`` in the directory
-the user launched from shows every run. Everything goes through ``MlflowClient`` with explicit run
-ids (no fluent "active run"): several jobs run in one process under Hydra's basic launcher.
+Everything goes through ``MlflowClient`` with explicit run ids (no fluent "active run"): several jobs
+run in one process under Hydra's basic launcher.
 """
 
 from __future__ import annotations
 
-import functools
 import errno
-import getpass
 import json
 import logging
 import os
-import platform
-import subprocess
-import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,7 +19,6 @@ from typing import Any
 import torch
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
-from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import (
     MLFLOW_GIT_COMMIT,
     MLFLOW_PARENT_RUN_ID,
@@ -35,154 +27,14 @@ from mlflow.utils.mlflow_tags import (
     MLFLOW_USER,
 )
 
-from bn_study.errors import UserError
+from bn_study.tracking.naming import condition_of, run_name
+from bn_study.tracking.provenance import device_name, git_state, user_name
+from bn_study.tracking.store import connect, ensure_experiment
+from bn_study.util.atomic import write_atomic
 
 log = logging.getLogger(__name__)
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
-PARENT_FILE = "mlflow_parent.json"  # in the multirun's sweep dir: how jobs find their parent run
 _BATCH = 1000  # MLflow accepts at most 1000 metrics, 100 params, 100 tags per log_batch
-
-
-def resolve_tracking_uri(configured: str | None, launch_dir: str | Path) -> str:
-    """``tracking.uri`` if set, else ``$MLFLOW_TRACKING_URI``, else the sqlite file in the launch dir."""
-    if configured:
-        return str(configured)
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
-    return f"sqlite:///{Path(launch_dir).resolve() / 'mlflow.db'}"
-
-
-def _local_sqlite_file(uri: str) -> Path | None:
-    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
-
-
-def connect(uri: str) -> MlflowClient:
-    """A client for ``uri``; a local sqlite file that cannot be written is a user error, said plainly."""
-    db = _local_sqlite_file(uri)
-    if db is not None:
-        probe = db
-        while not probe.exists() and probe != probe.parent:
-            probe = probe.parent
-        usable = probe.is_file() if probe == db else probe.is_dir()
-        if not usable or not os.access(probe, os.W_OK):
-            raise UserError(f"tracking.uri={uri!r} cannot be written ({probe} is not a writable "
-                            f"{'file' if probe == db else 'directory'}); launch from a writable directory or set "
-                            "tracking.uri.")
-    return MlflowClient(uri)
-
-
-def check_reachable(uri: str) -> None:
-    """Before any training: the store can be written (sqlite) or the server answers (http)."""
-    if uri.startswith(("http://", "https://")):
-        import urllib.request
-
-        try:
-            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5) as response:
-                if response.status == 200:
-                    return
-        except OSError as err:
-            raise UserError(f"tracking.uri={uri!r}: no MLflow server answers there ({err}); start one "
-                            "(python -m bn_study.server start) or point tracking.uri elsewhere.") from None
-        raise UserError(f"tracking.uri={uri!r}: the server answered /health with an error; is it an MLflow server?")
-    connect(uri)
-
-
-def ensure_experiment(client: MlflowClient, name: str, uri: str) -> str:
-    """The experiment's id, creating it (artifacts under ``<db dir>/mlruns``) if it does not exist."""
-    found = client.get_experiment_by_name(name)
-    if found is not None:
-        return found.experiment_id
-    db = _local_sqlite_file(uri)
-    location = (db.parent / "mlruns" / _slug(name)).as_uri() if db is not None else None
-    try:
-        return client.create_experiment(name, artifact_location=location)
-    except MlflowException:  # created meanwhile by another process
-        found = client.get_experiment_by_name(name)
-        if found is None:
-            raise
-        return found.experiment_id
-
-
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "experiment"
-
-
-@functools.lru_cache(maxsize=1)
-def git_state() -> tuple[str, bool]:
-    """(commit, dirty) of the project checkout; ("unknown", False) outside git."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_DIR, capture_output=True,
-                                text=True, timeout=10, check=True).stdout.strip()
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_DIR,
-                                capture_output=True, text=True, timeout=10, check=True).stdout
-        return commit, bool(status.strip())
-    except (OSError, subprocess.SubprocessError):
-        return "unknown", False
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"cpu: {cpu} ({torch.get_num_threads()} threads)"
-
-
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """``{"a": {"b": 1}} → {"a.b": "1"}``: the resolved config as MLflow params."""
-    flat: dict[str, str] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = json.dumps(value) if isinstance(value, (list, tuple)) else str(value)
-    return flat
-
-
-def _override_key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
-
-
-# MLflow's SQL stores hold a run name in VARCHAR(250): PostgreSQL refuses a longer one (sqlite does not check).
-MAX_RUN_NAME = 250
-
-
-def fit_run_name(name: str, limit: int = MAX_RUN_NAME) -> str:
-    """``name`` cut to what every MLflow store accepts, the cut marked by an ellipsis."""
-    return name if len(name) <= limit else name[:limit - 1] + "…"
-
-
-def run_name(overrides: Iterable[str], seed: int) -> str:
-    """Reads like the command line: ``norm=bn1 act=sigmoid seed=0`` (a long one cut, the seed kept)."""
-    kept = " ".join(o for o in overrides if _override_key(o) not in ("seed", "seeds"))
-    seed_part = f"seed={seed}"
-    return f"{fit_run_name(kept, MAX_RUN_NAME - len(seed_part) - 1)} {seed_part}" if kept else seed_part
-
-
-def shared_keys(command_line: Iterable[str]) -> set[str]:
-    """Keys the command line fixes for every job of a sweep (``epochs=3``, not ``norm=none,bn1``)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parsed = OverridesParser.create().parse_overrides(list(command_line))
-    return {o.key_or_group for o in parsed if not o.is_sweep_override()}
-
-
-def condition_of(overrides: Iterable[str], base_overrides: Iterable[str] = ()) -> str:
-    """What sets this job apart within its sweep: its overrides minus those every job shares, minus seeds.
-
-    Runs of one condition differ only in their seed; the report groups them by this tag.
-    """
-    skip = shared_keys(base_overrides) | {"seed", "seeds"}
-    kept = [o for o in overrides if _override_key(o) not in skip]
-    return " ".join(kept) or "defaults"
 
 
 @dataclass(frozen=True)
@@ -210,7 +62,7 @@ def open_context(uri: str, experiment: str, *, device: torch.device, overrides: 
     tags = {
         MLFLOW_SOURCE_NAME: "bn_study",
         MLFLOW_SOURCE_TYPE: "LOCAL",
-        MLFLOW_USER: _user(),
+        MLFLOW_USER: user_name(),
         MLFLOW_GIT_COMMIT: commit,
         "git_commit": commit,
         "git_dirty": str(dirty).lower(),
@@ -223,13 +75,6 @@ def open_context(uri: str, experiment: str, *, device: torch.device, overrides: 
         tags["multirun_dir"] = multirun_dir
     tags.update(extra_tags or {})
     return RunContext(client, experiment_id, parent_run_id, tuple(overrides), tags)
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
 
 
 class StoreError(RuntimeError):
@@ -379,18 +224,7 @@ class MemberRun:
     def _save_unsent(self) -> Path:
         path = Path.cwd() / f"unsent_metrics_{self.run_id}.json"
         rows = [{"key": m.key, "value": m.value, "timestamp": m.timestamp, "step": m.step} for m in self._pending]
-        path.write_text(json.dumps({"run_id": self.run_id, "metrics": rows}))
+        write_atomic(path, json.dumps({"run_id": self.run_id, "metrics": rows}).encode())
         return path
 
 
-def read_parent_file(sweep_dir: str | Path) -> dict[str, Any] | None:
-    path = Path(sweep_dir) / PARENT_FILE
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-def write_parent_file(sweep_dir: str | Path, payload: Mapping[str, Any]) -> None:
-    path = Path(sweep_dir)
-    path.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path, delete=False, suffix=".tmp") as tmp:
-        json.dump(dict(payload), tmp)
-    os.replace(tmp.name, path / PARENT_FILE)

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from hydra.core.utils import JobReturn, JobStatus
 from rich.table import Table
 
-from bn_study.console import get_console
-from bn_study.tracking import condition_of
+from bn_study.ui import get_console
+from bn_study.tracking.naming import condition_of
 
 FAILING = ("diverged", "crashed")
 

@@ -1,7 +1,7 @@
 """The Optuna sweep in MLflow: one parent run per invocation, each trial's runs its children.
 
 The jobs tag their own runs (``optuna_study``, ``optuna_trial``, ``stage``, ``arm``: see
-``bn_study.trial``); once a trial is told, its state (COMPLETE, PRUNED, FAIL) is mirrored here onto
+``bn_study.sweep.trial``); once a trial is told, its state (COMPLETE, PRUNED, FAIL) is mirrored here onto
 those runs as the tag ``optuna_state``. At the end the parent gets each study's best params and value,
 ``optimization_results.yaml``, and Optuna's optimization-history and parameter-importance figures.
 """
@@ -20,8 +20,9 @@ from mlflow.entities import Metric, Param, RunTag
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
-from bn_study.parent_run import ParentRun, sweep_description
-from bn_study.tracking import resolve_tracking_uri
+from bn_study.tracking.parent import ParentRun, sweep_description
+from bn_study.tracking.store import local_sqlite_file, resolve_tracking_uri
+from bn_study.util.names import slug
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class SweepTracking:
 
     def log_study(self, study: optuna.Study, arm: str | None, figures: bool = True) -> None:
         """Best params and value of ``study`` on the parent, and its figures."""
-        prefix = f"{_slug(arm)}/" if arm else ""
+        prefix = slug(arm, equals="-", fallback="") + "/" if arm else ""
         try:
             best = study.best_trial
         except ValueError:  # no completed trial (multi-objective studies have no single best either)
@@ -68,7 +69,7 @@ class SweepTracking:
     def _log_figures(self, study: optuna.Study, prefix: str) -> None:
         from optuna.visualization import matplotlib as ovm
 
-        from bn_study import figures  # sets the non-interactive backend
+        from bn_study.tracking import figures  # sets the non-interactive backend
 
         complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
         if not complete:
@@ -112,10 +113,8 @@ def database_lock(config: DictConfig) -> Any:
     up by two processes at the same time breaks, so whatever first touches it (the preflight's store check,
     the parent run) takes turns under this lock."""
     uri = resolve_tracking_uri(config.tracking.uri, config.hydra.runtime.cwd)
-    if not uri.startswith("sqlite:///"):
-        return contextlib.nullcontext()
-    db = Path(uri.removeprefix("sqlite:///"))
-    if not db.parent.is_dir():
+    db = local_sqlite_file(uri)
+    if db is None or not db.parent.is_dir():
         return contextlib.nullcontext()  # connect() reports the unusable path in one sentence
     return FileLock(str(db) + "-lock", timeout=600)  # mlflow.db-lock: ignored by git like mlflow.db-*
 
@@ -124,8 +123,3 @@ def _figure_of(ax: Any) -> Any:
     if isinstance(ax, Sequence) or hasattr(ax, "flat"):  # some plots return an array of axes
         ax = list(getattr(ax, "flat", ax))[0]
     return ax.figure
-
-
-def _slug(arm: str) -> str:
-    """``act=sigmoid norm=none`` → ``act-sigmoid_norm-none`` (MLflow keys allow no ``=``)."""
-    return "".join(c if c.isalnum() or c in "-_." else "-" if c == "=" else "_" for c in arm.replace(" ", "_"))

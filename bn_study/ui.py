@@ -1,18 +1,48 @@
-"""Rich progress bars for a job in a terminal: epochs, steps of the epoch, the live loss.
+"""What the user sees in the terminal: one shared rich console, so log lines and progress bars draw on
+the same screen without tearing, and the progress bars of a job (epochs, steps, the live loss).
 
-Off when stdout is not a terminal or when jobs run in parallel processes (bars from several
+Bars are off when stdout is not a terminal or when jobs run in parallel processes (bars from several
 processes would overwrite each other); the per-epoch log line is written either way.
 """
 
 from __future__ import annotations
 
+import logging
+import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from types import TracebackType
 
+from rich.console import Console
+from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from bn_study.console import get_console, stdout_is_terminal
+PLAIN_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
+
+
+def stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+# Created lazily: pytest and Hydra swap sys.stdout, and a Console binds its file when built.
+_console: Console | None = None
+
+
+def get_console() -> Console:
+    global _console
+    if _console is None or _console.file is not sys.stdout:
+        _console = Console(file=sys.stdout)
+    return _console
+
+
+def make_console_handler() -> logging.Handler:
+    """RichHandler in a terminal, a plain stream handler otherwise (logs piped to files stay greppable)."""
+    if stdout_is_terminal():
+        return RichHandler(console=get_console(), show_path=False, markup=False, log_time_format="[%X]")
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter(PLAIN_FORMAT))
+    return handler
+
 
 IN_PROCESS_LAUNCHERS = ("hydra._internal.core_plugins.basic_launcher.BasicLauncher",)
 

@@ -17,9 +17,9 @@ from bn_study.data import check_root_writable
 from bn_study.data.catalog import get_dataset
 from bn_study.data.splits import HOLDOUT_SIZE
 from bn_study.errors import UserError
-from bn_study.losses import LOSSES
-from bn_study.model import ACTIVATIONS, HEADS, INITS, NORM_KINDS, POSITIONS
-from bn_study.optim import OPTIMIZERS
+from bn_study.train.losses import LOSSES
+from bn_study.train.model import ACTIVATIONS, HEADS, INITS, NORM_KINDS, POSITIONS
+from bn_study.train.optim import OPTIMIZERS
 
 METRICS = ("val_acc", "val_loss", "train_acc", "train_loss")
 DIRECTIONS = ("minimize", "maximize")

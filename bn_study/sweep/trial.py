@@ -61,7 +61,7 @@ def current_reporter() -> TrialReporter | None:
         return None
     from hydra.utils import instantiate
 
-    from hydra_plugins.bn_study_sweepers.optuna_storage import open_storage
+    from bn_study.sweep.storage import open_storage
 
     hc = HydraConfig.get()
     storage = open_storage(hc.sweeper.get("storage"), hc.runtime.cwd)

@@ -45,3 +45,9 @@ def _fsync_file(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """``path`` holds either its old content or all of ``data``, never a part, even after a crash."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    publish(path.parent, {path.name: stage_bytes(path.parent, path.name, data)})

@@ -18,8 +18,8 @@ import torch
 from torch import Tensor, nn
 
 from bn_study.data import Splits
-from bn_study.losses import MemberLoss, member_loss, needs_onehot
-from bn_study.stacked import stack_models, unstack_member
+from bn_study.train.losses import MemberLoss, member_loss, needs_onehot
+from bn_study.train.stacked import stack_models, unstack_member
 
 EVAL_CHUNK = 10_000
 
