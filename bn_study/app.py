@@ -14,6 +14,7 @@ import torch
 from mlflow.entities import Run
 from omegaconf import DictConfig, OmegaConf
 
+from bn_study.config.sources import conf_dir
 from bn_study.train.checkpoint import Checkpoint, restore
 from bn_study.data import load_splits
 from bn_study.errors import UserError, exit_for_user
@@ -51,7 +52,7 @@ def open_job_context(cfg: DictConfig, job: JobContext, device: torch.device, mem
     """Where this job's runs go: the multirun's parent run and store, or the configured store."""
     parent = read_parent_file(job.sweep_dir) if job.sweep_dir else None
     uri = parent["tracking_uri"] if parent else resolve_tracking_uri(cfg.tracking.uri, job.launch_dir)
-    return open_context(uri, cfg.tracking.experiment, device=device, overrides=job.overrides,
+    return open_context(uri, cfg.tracking.experiment, launch_dir=job.launch_dir, device=device, overrides=job.overrides,
                         multirun_dir=job.sweep_dir, parent_run_id=parent["run_id"] if parent else None,
                         base_overrides=parent.get("base_overrides", []) if parent else [],
                         extra_tags={"val_split": _val_split_note(cfg.data.val), "batched_seeds": str(members)})
@@ -181,7 +182,7 @@ def _mean_or_worst(values: list[float], direction: str) -> float:
 
 
 # An absolute path: Hydra reads a relative one as a Python package when the app is run with -m.
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+CONF_DIR = str(conf_dir())
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")

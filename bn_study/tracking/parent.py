@@ -42,7 +42,7 @@ class ParentRun:
         self.uri = resolve_tracking_uri(config.tracking.uri, launch_dir)
         self.client = connect(self.uri)
         experiment_id = ensure_experiment(self.client, config.tracking.experiment, self.uri)
-        commit, dirty = git_state()
+        commit, dirty = git_state(launch_dir.resolve())
         all_tags = {
             "multirun_dir": str(self.sweep_dir),
             "overrides": " ".join(config.hydra.overrides.task),

@@ -10,20 +10,21 @@ from pathlib import Path
 
 import torch
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
+NOT_GIT = "not a git checkout"
 
 
-@functools.lru_cache(maxsize=1)
-def git_state() -> tuple[str, bool]:
-    """(commit, dirty) of the project checkout; ("unknown", False) outside git."""
+@functools.lru_cache(maxsize=8)
+def git_state(directory: Path) -> tuple[str, bool]:
+    """(commit, dirty) of the git checkout the user launched in — where their configs and code live, which
+    for an installed package is not where bn_study's own files are; (NOT_GIT, False) outside one."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_DIR, capture_output=True,
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True,
                                 text=True, timeout=10, check=True).stdout.strip()
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_DIR,
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=directory,
                                 capture_output=True, text=True, timeout=10, check=True).stdout
         return commit, bool(status.strip())
     except (OSError, subprocess.SubprocessError):
-        return "unknown", False
+        return NOT_GIT, False
 
 
 def device_name(device: torch.device) -> str:

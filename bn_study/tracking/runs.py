@@ -48,7 +48,7 @@ class RunContext:
     tags: Mapping[str, str]
 
 
-def open_context(uri: str, experiment: str, *, device: torch.device, overrides: Sequence[str],
+def open_context(uri: str, experiment: str, *, launch_dir: Path, device: torch.device, overrides: Sequence[str],
                  multirun_dir: str | None, parent_run_id: str | None, base_overrides: Sequence[str] = (),
                  extra_tags: Mapping[str, str] | None = None) -> RunContext:
     if uri.startswith(("http://", "https://")):
@@ -58,7 +58,7 @@ def open_context(uri: str, experiment: str, *, device: torch.device, overrides: 
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
     client = connect(uri)
     experiment_id = ensure_experiment(client, experiment, uri)
-    commit, dirty = git_state()
+    commit, dirty = git_state(Path(launch_dir).resolve())
     tags = {
         MLFLOW_SOURCE_NAME: "bn_study",
         MLFLOW_SOURCE_TYPE: "LOCAL",
