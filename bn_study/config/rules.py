@@ -19,7 +19,7 @@ from bn_study.data.splits import HOLDOUT_SIZE
 from bn_study.errors import UserError
 from bn_study.train.losses import LOSSES
 from bn_study.train.model import ACTIVATIONS, HEADS, INITS, NORM_KINDS, POSITIONS
-from bn_study.train.optim import OPTIMIZERS
+from bn_study.train.optim import check_optimizer
 
 METRICS = ("val_acc", "val_loss", "train_acc", "train_loss")
 DIRECTIONS = ("minimize", "maximize")
@@ -112,10 +112,7 @@ def validate_config(cfg: DictConfig, *, check_paths: bool = True) -> None:
             f"{cfg.loss.name} needs model.head={' or '.join(heads)}.")
     if model.head == "leaky_relu" and act.name != "leaky_relu" and "negative_slope" not in act:
         raise UserError("model.head=leaky_relu needs act.negative_slope; use act=leaky_relu.")
-    _one_of("optimizer.name", opt.name, OPTIMIZERS)
-    _positive_number("optimizer.lr", opt.lr)
-    if opt.name == "sgd" and opt.get("nesterov", False) and not float(opt.get("momentum", 0)) > 0:
-        raise UserError(f"optimizer.nesterov=true needs optimizer.momentum > 0 (got {opt.momentum}).")
+    check_optimizer(opt)
     _int_at_least("epochs", cfg.epochs, 1)
     _int_at_least("log_every", cfg.log_every, 1)
     _one_of("engine", cfg.engine, ENGINES)

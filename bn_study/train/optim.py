@@ -8,6 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from bn_study.errors import UserError
+
 OPTIMIZERS = ("sgd", "adam")
 # How an optimizer computes, not what: kept as built when a checkpoint's state is loaded into it.
 IMPLEMENTATION_FLAGS = ("capturable", "foreach", "fused")
@@ -65,3 +67,14 @@ def keep_implementation(optimizer: torch.optim.Optimizer) -> None:
                         opt.state[p]["step"] = step.to(device=device, dtype=torch.float32)
 
     optimizer.register_load_state_dict_post_hook(restore)
+
+
+def check_optimizer(cfg: Mapping[str, Any]) -> None:
+    """Raise ``UserError`` for an optimizer config that cannot build (the one place these keys are checked)."""
+    if cfg["name"] not in OPTIMIZERS:
+        raise UserError(f"optimizer.name={cfg['name']!r} is not allowed; choose one of: {', '.join(OPTIMIZERS)}.")
+    lr = cfg["lr"]
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+        raise UserError(f"optimizer.lr={lr!r} is not allowed; it must be a number > 0.")
+    if cfg["name"] == "sgd" and cfg.get("nesterov", False) and not float(cfg.get("momentum", 0)) > 0:
+        raise UserError(f"optimizer.nesterov=true needs optimizer.momentum > 0 (got {cfg.get('momentum')}).")
