@@ -17,7 +17,9 @@ from bn_study.tracking import figures
 from bn_study.train.checkpoint import Checkpoint, capture
 from bn_study.data import Splits
 from bn_study.job import JobContext
-from bn_study.train.loop import EpochReport, Members, StepFn, TrainSpec, TrainState, evaluate, fit, targets
+from bn_study.train.loop import EpochReport, TrainSpec, TrainState, evaluate, fit, targets
+from bn_study.train.members import Members
+from bn_study.train.step import StepFn
 from bn_study.train.losses import member_loss
 from bn_study.train.model import hidden_activation_names
 from bn_study.sweep.outcome import worst_value

@@ -20,7 +20,9 @@ import torch
 from bn_study.data import Splits
 from bn_study.train.engines import ENGINES, GraphStep, build_engine, resolve_engine
 from bn_study.errors import UserError
-from bn_study.train.loop import Members, TrainSpec, eager_step, fit, new_state
+from bn_study.train.loop import TrainSpec, fit, new_state
+from bn_study.train.members import Members
+from bn_study.train.step import eager_step
 from bn_study.train.losses import member_loss
 from bn_study.train.model import seeded_models
 from bn_study.train.optim import build_optimizer
@@ -221,29 +223,6 @@ def test_graph_step_logic_in_the_books_shape(loss):
     assert_identical(got, got_reports, want, want_reports)
 
 
-def test_graph_step_called_with_batches_matches_the_eager_step():
-    """The plain StepFn entry (inputs copied into static buffers) trains the same as eager_step."""
-    seeds = (0, 1)
-    results = []
-    for use_graph_step in (False, True):
-        members = models(seeds, NORMS["bn2"])
-        opt = build_optimizer(members.net.parameters(), OPTIMIZERS["sgd_nesterov"])
-        loss = member_loss("ce")
-        step = (GraphStep(members, loss, opt, torch.device("cpu"), capture=False) if use_graph_step
-                else eager_step(members, loss, opt))
-        g = torch.Generator().manual_seed(3)
-        losses = []
-        for _ in range(50):
-            x = torch.rand(2, 16, 20, generator=g)
-            y = torch.randint(0, 9, (2, 16), generator=g)
-            value, hits = step(x, y, None)
-            losses.append((value.tolist(), hits.tolist()))
-        results.append((losses, members.net.state_dict()))
-    assert results[0][0] == results[1][0]
-    for a, b in zip(results[0][1].values(), results[1][1].values()):
-        assert torch.equal(a, b)
-
-
 def test_a_checkpoint_from_a_graph_run_loads_into_a_cpu_optimizer():
     """Loading copies param-group flags too; a CUDA-graph run's ``capturable=True`` must not stick."""
     members = models((0,), NORMS["plain"])
@@ -339,23 +318,3 @@ def test_graph_rerecords_when_the_optimizer_state_is_replaced_after_capture():
     got = list(fit(state, splits, spec(seeds, epochs=4), step))
     want = list(fit(ref_state, splits, spec(seeds, epochs=4), ref_step))
     assert_close(members, got, reference, want)
-
-
-@CUDA
-def test_graph_step_called_with_batches_on_cuda():
-    seeds = (0, 1)
-    results = []
-    for engine in ("eager", "graph"):
-        members = models(seeds, NORMS["bn2"])
-        _, step = build_engine(engine, members, "ce", OPTIMIZERS["sgd_nesterov"], torch.device("cuda"))
-        g = torch.Generator().manual_seed(3)
-        losses = []
-        for _ in range(50):
-            x = torch.rand(2, 16, 20, generator=g).cuda()
-            y = torch.randint(0, 9, (2, 16), generator=g).cuda()
-            value, _ = step(x, y, None)
-            losses.append(value.cpu())
-        results.append((torch.stack(losses), members.net.state_dict()))
-    assert torch.allclose(results[0][0], results[1][0], rtol=RTOL, atol=ATOL)
-    for a, b in zip(results[0][1].values(), results[1][1].values()):
-        assert torch.allclose(a.float(), b.float(), rtol=RTOL, atol=ATOL)

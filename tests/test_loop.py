@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from bn_study.data import Splits
-from bn_study.train.loop import Members, TrainSpec, eager_step, fit, new_state
+from bn_study.train.loop import TrainSpec, fit, new_state
+from bn_study.train.members import Members
+from bn_study.train.step import eager_step
 from bn_study.train.losses import member_loss
 from bn_study.train.model import seeded_models
 from bn_study.train.optim import build_optimizer

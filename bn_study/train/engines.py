@@ -1,23 +1,19 @@
 """How a training step runs: ``engine=auto|eager|graph|compile``.
 
-Every engine trains the same way — forward, per-member loss, backward of the summed loss, optimizer
-step, BatchNorm running statistics updated in the modules' buffers — and differs only in how that
-work reaches the hardware:
+Every engine runs the one step body of ``step.py`` — forward, per-member loss, backward of the summed
+loss, optimizer step, BatchNorm running statistics updated in the modules' buffers — and differs only in
+how that work reaches the hardware:
 
-- ``eager``: PyTorch op by op (``loop.eager_step``) with PyTorch's default optimizer implementation:
-  today's step, bit for bit — the reference.
+- ``eager``: PyTorch op by op, with PyTorch's default optimizer implementation — the reference.
 - ``graph``: the whole step — the batch's gather from the resident data, forward, loss, backward,
   optimizer, BN statistics, the epoch's loss/accuracy sums — recorded once in a CUDA graph and
   replayed: one replay is one step, with no other launch (``GraphStep``). CUDA only.
-- ``compile``: ``torch.compile`` of forward + loss (backward via AOTAutograd), optimizer eager.
-  An option, never ``auto``'s choice: on the CPU it wins only for one seed at batch 1 (1.22x),
-  loses or ties elsewhere, and costs 3-30 s of compilation per batch shape.
-- ``auto``: ``graph`` on CUDA; on the CPU the eager step, with PyTorch's fused optimizer kernels
-  for Adam and SGD with momentum (``fused=True``: one pass over each parameter instead of 4
-  (SGD+Nesterov) to ~12 (Adam) ops — measured 1.04x on the article model at batch 128, 1.20x at
-  batch 4, 1.34-1.46x on the book's Adam at batch 1; plain SGD gains nothing and keeps the default).
-  The fused kernels compute the same update with different rounding (~1 ulp per step), so there
-  ``auto`` is not bit for bit ``eager``; ``CPU_FUSED_OPTIMIZER = False`` makes it so.
+- ``compile``: ``torch.compile`` of forward + loss (backward via AOTAutograd), optimizer eager. An
+  option, never ``auto``'s choice: on the CPU it rarely wins and compiles once per batch shape.
+- ``auto``: ``graph`` on CUDA; on the CPU the eager step with PyTorch's fused optimizer kernels for
+  Adam and SGD with momentum (one pass over each parameter instead of several ops); plain SGD gains
+  nothing from them and keeps the default. The fused kernels round differently (~1 ulp per step), so
+  there ``auto`` is not bit for bit ``eager``; ``CPU_FUSED_OPTIMIZER = False`` makes it so.
 
 docs/benchmarks.md has the measurements behind these choices.
 """
@@ -32,7 +28,9 @@ import torch
 from torch import Tensor
 
 from bn_study.errors import UserError
-from bn_study.train.loop import Members, StepFn, Targets, eager_step
+from bn_study.train.loop import IndexedStep, Targets
+from bn_study.train.members import Members
+from bn_study.train.step import StepFn, eager_step, forward_loss, train_step
 from bn_study.train.losses import MemberLoss, member_loss
 from bn_study.train.optim import build_optimizer
 
@@ -73,33 +71,18 @@ def build_engine(engine: str, members: Members, loss: str, optimizer_cfg: Mappin
 
 
 def fused_helps(optimizer_cfg: Mapping[str, Any]) -> bool:
-    """Whether PyTorch's fused CPU kernel beats its default for this optimizer (measured, see the module
-    docstring): yes for Adam and for SGD with momentum; plain SGD is one ``add_`` per parameter either way
-    (measured 0.98-1.01x), so it keeps the default and ``auto`` stays bit for bit ``eager`` there."""
+    """Whether PyTorch's fused CPU kernel beats its default for this optimizer (docs/benchmarks.md): yes
+    for Adam and for SGD with momentum; plain SGD is one ``add_`` per parameter either way, so it keeps
+    the default and ``auto`` stays bit for bit ``eager`` there."""
     if not CPU_FUSED_OPTIMIZER:
         return False
     return optimizer_cfg["name"] == "adam" or float(optimizer_cfg.get("momentum", 0.0)) > 0
 
 
 def compiled_step(members: Members, loss_fn: MemberLoss, optimizer: torch.optim.Optimizer) -> StepFn:
-    """``eager_step`` with forward + loss compiled by ``torch.compile`` (one specialisation per batch
-    shape: the full batch and the last partial one). Compilation happens at the first call of a shape."""
-
-    def forward(x: Tensor, labels: Tensor, onehot: Tensor | None) -> tuple[Tensor, Tensor]:
-        out = members(x)
-        losses = loss_fn(out, labels, onehot)
-        return losses, (out.detach().argmax(-1) == labels).sum(1)
-
-    compiled = torch.compile(forward, dynamic=False)
-
-    def step(x: Tensor, labels: Tensor, onehot: Tensor | None) -> tuple[Tensor, Tensor]:
-        losses, correct = compiled(x, labels, onehot)
-        optimizer.zero_grad(set_to_none=True)
-        losses.sum().backward()
-        optimizer.step()
-        return losses.detach(), correct
-
-    return step
+    """The step with its forward + loss compiled by ``torch.compile`` (one specialisation per batch shape:
+    the full batch and the last partial one), compiled at the first call of a shape."""
+    return eager_step(members, loss_fn, optimizer, torch.compile(forward_loss(members, loss_fn), dynamic=False))
 
 
 class _Graphed:
@@ -142,14 +125,11 @@ class _Graphed:
 class GraphStep:
     """The training step as a CUDA graph replay, for ``Members`` on one CUDA device.
 
-    Two ways in, both capturing lazily (after ``warmup`` eager steps of the same batch shape):
-
-    - ``start_epoch`` / ``step_at`` / ``epoch_totals`` (``loop.IndexedStep``, what ``train_epoch`` uses):
-      the epoch's order ``[K, n]`` is copied into a static buffer and a device-side position counter
-      picks each batch, so the gather ``x[order[:, pos:pos+B]]`` is inside the graph and one replay is
-      one step. The full batch and the last partial batch each get their own graph (own private
-      memory pool); the epoch's loss and accuracy sums are accumulated in-graph as well.
-    - ``__call__(x, labels, onehot)`` (``loop.StepFn``): inputs are copied into static buffers per shape.
+    It is a ``loop.IndexedStep``, capturing lazily (after ``warmup`` eager steps of the same batch
+    shape): the epoch's order ``[K, n]`` is copied into a static buffer and a device-side position
+    counter picks each batch, so the gather ``x[order[:, pos:pos+B]]`` is inside the graph and one
+    replay is one step. The full batch and the last partial batch each get their own graph (own private
+    memory pool); the epoch's loss and accuracy sums are accumulated in-graph as well.
 
     Inside the graph: gradients are zeroed in place (``zero_grad(set_to_none=False)``) and backward
     accumulates into them, so every ``.grad`` keeps its address for all graphs and eager steps alike;
@@ -167,31 +147,23 @@ class GraphStep:
         if capture and device.type != "cuda":
             raise UserError(f"engine=graph needs a CUDA device (this job runs on {device}); "
                             "use engine=auto or engine=eager on the CPU.")
-        self.members, self.loss_fn, self.optimizer, self.device = members, loss_fn, optimizer, device
+        self.members, self.optimizer, self.device = members, optimizer, device
+        self.forward = forward_loss(members, loss_fn)
         self.warmup, self.capture = warmup, capture
         k = members.count
         self.losses = torch.zeros(k, device=device)  # the latest step's per-member losses
-        self.hits = torch.zeros(k, dtype=torch.long, device=device)  # … and correct counts
         self.loss_sum = torch.zeros(k, device=device)  # this epoch's sums (indexed path)
         self.correct = torch.zeros(k, dtype=torch.long, device=device)
         self.position = torch.zeros(1, dtype=torch.long, device=device)  # next index into the order
         self._order: Tensor | None = None
         self._data: Targets | None = None
         self._graphs: dict[Hashable, _Graphed] = {}
-        self._inputs: dict[Hashable, tuple[Tensor, Tensor, Tensor | None]] = {}
         self._pinned: tuple[int, ...] | None = None
 
     # -- the step itself, shared by the eager warm-up and the capture --------------------------------
     def _train(self, x: Tensor, labels: Tensor, onehot: Tensor | None) -> tuple[Tensor, Tensor]:
-        out = self.members(x)
-        losses = self.loss_fn(out, labels, onehot)
-        self.optimizer.zero_grad(set_to_none=False)
-        losses.sum().backward()  # member k's gradients depend on member k's loss only
-        self.optimizer.step()
-        losses = losses.detach()
-        hits = (out.detach().argmax(-1) == labels).sum(1)
+        losses, hits = train_step(self.forward, self.optimizer, x, labels, onehot, keep_grads=True)
         self.losses.copy_(losses)
-        self.hits.copy_(hits)
         return losses, hits
 
     def _prepare(self) -> None:
@@ -218,7 +190,6 @@ class GraphStep:
     def reset(self) -> None:
         """Forget every recorded graph (they are recorded again after a new warm-up)."""
         self._graphs.clear()
-        self._inputs.clear()
         self._pinned = None
 
     @property
@@ -268,26 +239,3 @@ class GraphStep:
             self.correct.add_(hits)
 
         return body
-
-    # -- loop.StepFn: inputs given, copied into static buffers ---------------------------------------
-    def __call__(self, x: Tensor, labels: Tensor, onehot: Tensor | None) -> tuple[Tensor, Tensor]:
-        key = ("static", tuple(x.shape), onehot is not None)
-        graphed = self._graphs.get(key)
-        if graphed is None:
-            self._prepare()
-            buffers = (torch.empty_like(x, memory_format=torch.contiguous_format),
-                       torch.empty_like(labels, memory_format=torch.contiguous_format),
-                       None if onehot is None else torch.empty_like(onehot, memory_format=torch.contiguous_format))
-            self._inputs[key] = buffers
-
-            def body(buffers: tuple[Tensor, Tensor, Tensor | None] = buffers) -> None:
-                self._train(*buffers)
-
-            graphed = self._graphs[key] = _Graphed(body, self.warmup, self.device, self.capture)
-        sx, sl, so = self._inputs[key]
-        sx.copy_(x)
-        sl.copy_(labels)
-        if so is not None and onehot is not None:
-            so.copy_(onehot)
-        graphed()
-        return self.losses.clone(), self.hits.clone()

@@ -19,31 +19,10 @@ from torch import Tensor, nn
 
 from bn_study.data import Splits
 from bn_study.train.losses import MemberLoss, member_loss, needs_onehot
-from bn_study.train.stacked import stack_models, unstack_member
+from bn_study.train.members import Members
+from bn_study.train.step import StepFn
 
 EVAL_CHUNK = 10_000
-
-
-class Members:
-    """K models with the same architecture, called as one: ``[K, B, F] → [K, B, C]``."""
-
-    def __init__(self, models: Sequence[nn.Sequential]) -> None:
-        self.count = len(models)
-        self.template = models[0]
-        self.net: nn.Sequential = models[0] if self.count == 1 else stack_models(models)
-
-    def __call__(self, x: Tensor) -> Tensor:
-        if self.count == 1:
-            return self.net(x[0]).unsqueeze(0)
-        return self.net(x)
-
-    def member(self, k: int) -> nn.Sequential:
-        """Member k as the plain model a separate run would have."""
-        return self.net if self.count == 1 else unstack_member(self.net, k, self.template)
-
-    @property
-    def has_batch_norm(self) -> bool:
-        return any(isinstance(m, nn.BatchNorm1d) for m in self.template.modules())
 
 
 @dataclass(frozen=True)
@@ -55,23 +34,6 @@ class TrainSpec:
     shuffle: bool = True
     log_every: int = 50
     drop_last: bool = False
-
-
-# (x [K,B,F], labels [K,B], one-hot [K,B,C] or None) -> (per-member loss [K], correct count [K])
-StepFn = Callable[[Tensor, Tensor, "Tensor | None"], "tuple[Tensor, Tensor]"]
-
-
-def eager_step(members: Members, loss_fn: MemberLoss, optimizer: torch.optim.Optimizer) -> StepFn:
-    def step(x: Tensor, labels: Tensor, onehot: Tensor | None) -> tuple[Tensor, Tensor]:
-        out = members(x)
-        losses = loss_fn(out, labels, onehot)
-        optimizer.zero_grad(set_to_none=True)
-        losses.sum().backward()  # member k's gradients depend on member k's loss only
-        optimizer.step()
-        correct = (out.detach().argmax(-1) == labels).sum(1)
-        return losses.detach(), correct
-
-    return step
 
 
 @dataclass
