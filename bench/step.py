@@ -42,6 +42,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
+# conf/model/init/glorot_uniform.yaml and torch_default.yaml
+GLOROT = {"weight": {"_target_": "torch.nn.init.xavier_uniform_"}, "bias": {"_target_": "torch.nn.init.zeros_"}}
+TORCH_DEFAULT = {"weight": None, "bias": None}
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
@@ -51,16 +54,16 @@ from bn_study.train.loop import Members, TrainSpec, new_state, targets, train_ep
 from bn_study.train.model import build_model, seeded_models  # noqa: E402
 from bn_study.train.optim import build_optimizer  # noqa: E402
 
-SGD_KERAS = {"name": "sgd", "lr": 0.01, "momentum": 0.9, "nesterov": True}
-SGD_PLAIN = {"name": "sgd", "lr": 0.01, "momentum": 0.0, "nesterov": False}
-ADAM = {"name": "adam", "lr": 0.001, "betas": [0.9, 0.999], "eps": 1e-8}
+SGD_KERAS = {"_target_": "torch.optim.SGD", "lr": 0.01, "momentum": 0.9, "nesterov": True}
+SGD_PLAIN = {"_target_": "torch.optim.SGD", "lr": 0.01, "momentum": 0.0, "nesterov": False}
+ADAM = {"_target_": "torch.optim.Adam", "lr": 0.001, "betas": [0.9, 0.999], "eps": 1e-8}
 WORKLOADS = {
     "article": dict(model={"name": "article", "hidden": [512, 256, 128, 64], "head": "softmax",
-                           "init": "glorot_uniform"},
+                           "init": GLOROT},
                     act={"name": "sigmoid"},
                     norm={"kind": "batch", "layers": 1, "position": "after", "eps": 1e-3, "momentum": 0.01},
                     loss="ce", batch_size=128, shuffle=True, unit="s/epoch"),
-    "book": dict(model={"name": "book", "hidden": [200], "head": "sigmoid", "init": "torch_default"},
+    "book": dict(model={"name": "book", "hidden": [200], "head": "sigmoid", "init": TORCH_DEFAULT},
                  act={"name": "sigmoid"}, norm={"kind": "none", "layers": 0, "position": "after"},
                  loss="mse", batch_size=1, shuffle=False, unit="us/step"),
 }

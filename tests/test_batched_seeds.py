@@ -24,7 +24,10 @@ from bn_study.train.optim import build_optimizer
 from bn_study.train.stacked import unstack_member
 
 RTOL, ATOL = 1e-4, 1e-5
-MODEL = {"name": "mini", "hidden": [32, 24, 16], "head": "softmax", "init": "glorot_uniform"}
+# conf/model/init/glorot_uniform.yaml and torch_default.yaml
+GLOROT = {"weight": {"_target_": "torch.nn.init.xavier_uniform_"}, "bias": {"_target_": "torch.nn.init.zeros_"}}
+TORCH_DEFAULT = {"weight": None, "bias": None}
+MODEL = {"name": "mini", "hidden": [32, 24, 16], "head": "softmax", "init": GLOROT}
 NORMS = {
     "plain": {"kind": "none", "layers": 0, "position": "after"},
     "bn2": {"kind": "batch", "layers": 2, "position": "after", "eps": 1e-3, "momentum": 0.01},
@@ -32,8 +35,8 @@ NORMS = {
     "ln": {"kind": "layer", "layers": "all", "position": "after", "eps": 1e-5},
 }
 OPTIMIZERS = {
-    "sgd_nesterov": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True},
-    "adam": {"name": "adam", "lr": 0.003, "betas": [0.9, 0.999], "eps": 1e-7},
+    "sgd_nesterov": {"_target_": "torch.optim.SGD", "lr": 0.05, "momentum": 0.9, "nesterov": True},
+    "adam": {"_target_": "torch.optim.Adam", "lr": 0.003, "betas": [0.9, 0.999], "eps": 1e-7},
 }
 SEEDS = (0, 1, 2)
 
@@ -94,7 +97,7 @@ def test_stacked_members_match_separate_runs(norm_name, opt_name):
 @pytest.mark.parametrize("loss,head", [("mse", "sigmoid"), ("bce", "sigmoid")])
 def test_book_shape_batch_of_one_in_dataset_order(loss, head):
     """The book's regime: one sample per step, no shuffling, every member sees the same sample."""
-    optimizer = {"name": "sgd", "lr": 0.1, "momentum": 0.0, "nesterov": False}
+    optimizer = {"_target_": "torch.optim.SGD", "lr": 0.1, "momentum": 0.0, "nesterov": False}
     stacked, reports = train(SEEDS, NORMS["plain"], optimizer, loss=loss, head=head, batch_size=1, shuffle=False,
                              epochs=1)
     for k, seed in enumerate(SEEDS):

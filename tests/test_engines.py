@@ -29,16 +29,19 @@ from bn_study.train.optim import build_optimizer
 from bn_study.config.rules import ENGINES as VALID_ENGINES
 
 RTOL, ATOL = 1e-4, 1e-5
-MODEL = {"name": "mini", "hidden": [32, 24, 16], "head": "softmax", "init": "glorot_uniform"}
-BOOK = {"name": "mini_book", "hidden": [24], "head": "sigmoid", "init": "torch_default"}
+# conf/model/init/glorot_uniform.yaml and torch_default.yaml
+GLOROT = {"weight": {"_target_": "torch.nn.init.xavier_uniform_"}, "bias": {"_target_": "torch.nn.init.zeros_"}}
+TORCH_DEFAULT = {"weight": None, "bias": None}
+MODEL = {"name": "mini", "hidden": [32, 24, 16], "head": "softmax", "init": GLOROT}
+BOOK = {"name": "mini_book", "hidden": [24], "head": "sigmoid", "init": TORCH_DEFAULT}
 NORMS = {
     "plain": {"kind": "none", "layers": 0, "position": "after"},
     "bn2": {"kind": "batch", "layers": 2, "position": "after", "eps": 1e-3, "momentum": 0.01},
     "ln": {"kind": "layer", "layers": "all", "position": "after", "eps": 1e-5},
 }
 OPTIMIZERS = {
-    "sgd_nesterov": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True},
-    "adam": {"name": "adam", "lr": 0.003, "betas": [0.9, 0.999], "eps": 1e-7},
+    "sgd_nesterov": {"_target_": "torch.optim.SGD", "lr": 0.05, "momentum": 0.9, "nesterov": True},
+    "adam": {"_target_": "torch.optim.Adam", "lr": 0.003, "betas": [0.9, 0.999], "eps": 1e-7},
 }
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (CUDA graphs)")
 
@@ -179,7 +182,7 @@ def test_auto_on_the_cpu_is_the_eager_step_with_fused_optimizer_kernels(norm_nam
 
 def test_auto_on_the_cpu_is_eager_bit_for_bit_for_plain_sgd():
     """The book's plain SGD gains nothing from the fused kernel, so auto keeps PyTorch's default there."""
-    seeds, plain_sgd = (0, 1), {"name": "sgd", "lr": 0.05, "momentum": 0.0, "nesterov": False}
+    seeds, plain_sgd = (0, 1), {"_target_": "torch.optim.SGD", "lr": 0.05, "momentum": 0.0, "nesterov": False}
     run = spec(seeds, loss="mse", batch_size=1, shuffle=False, epochs=1)
     model = {**BOOK, "head": "sigmoid"}
     opt, _ = build_engine("auto", models(seeds, NORMS["plain"], model), "mse", plain_sgd, torch.device("cpu"))

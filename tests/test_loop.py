@@ -15,10 +15,13 @@ from bn_study.train.losses import member_loss
 from bn_study.train.model import seeded_models
 from bn_study.train.optim import build_optimizer
 
-MODEL = {"name": "tiny", "hidden": [16, 16], "head": "softmax", "init": "glorot_uniform"}
+# conf/model/init/glorot_uniform.yaml and torch_default.yaml
+GLOROT = {"weight": {"_target_": "torch.nn.init.xavier_uniform_"}, "bias": {"_target_": "torch.nn.init.zeros_"}}
+TORCH_DEFAULT = {"weight": None, "bias": None}
+MODEL = {"name": "tiny", "hidden": [16, 16], "head": "softmax", "init": GLOROT}
 NO_NORM = {"kind": "none", "layers": 0, "position": "after"}
 BN1 = {"kind": "batch", "layers": 1, "position": "after", "eps": 1e-3, "momentum": 0.01}
-SGD = {"name": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True}
+SGD = {"_target_": "torch.optim.SGD", "lr": 0.1, "momentum": 0.9, "nesterov": True}
 
 
 def separable(n: int = 600, features: int = 12, classes: int = 4, seed: int = 0) -> Splits:
@@ -63,7 +66,7 @@ def test_loop_learns_a_separable_problem(norm):
 @pytest.mark.parametrize("loss,head", [("mse", "sigmoid"), ("bce", "sigmoid"), ("mse", "leaky_relu")])
 def test_loop_learns_with_the_books_losses_and_heads(loss, head):
     _, reports = train(separable(), loss=loss, model={**MODEL, "head": head}, act="leaky_relu",
-                       optimizer={"name": "adam", "lr": 0.01}, epochs=8)
+                       optimizer={"_target_": "torch.optim.Adam", "lr": 0.01}, epochs=8)
     assert reports[-1].metrics[0]["val_acc"] > 0.95
 
 
@@ -84,7 +87,7 @@ def test_same_seed_repeats_bit_for_bit_and_another_seed_differs():
 
 
 def test_divergence_stops_cleanly_with_a_reason():
-    state, reports = train(separable(), optimizer={"name": "sgd", "lr": 1e30, "momentum": 0.0}, epochs=5)
+    state, reports = train(separable(), optimizer={"_target_": "torch.optim.SGD", "lr": 1e30, "momentum": 0.0}, epochs=5)
     assert state.failures[0] is not None
     assert "training loss became" in state.failures[0] or "epoch" in state.failures[0]
     assert any(word in state.failures[0] for word in ("nan", "inf"))

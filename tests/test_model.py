@@ -10,8 +10,11 @@ from torch import nn
 
 from bn_study.train.model import build_model, hidden_activation_names, seeded_models
 
-ARTICLE = {"name": "article", "hidden": [512, 256, 128, 64], "head": "softmax", "init": "glorot_uniform"}
-BOOK = {"name": "book", "hidden": [200], "head": "sigmoid", "init": "torch_default"}
+# conf/model/init/glorot_uniform.yaml and torch_default.yaml
+GLOROT = {"weight": {"_target_": "torch.nn.init.xavier_uniform_"}, "bias": {"_target_": "torch.nn.init.zeros_"}}
+TORCH_DEFAULT = {"weight": None, "bias": None}
+ARTICLE = {"name": "article", "hidden": [512, 256, 128, 64], "head": "softmax", "init": GLOROT}
+BOOK = {"name": "book", "hidden": [200], "head": "sigmoid", "init": TORCH_DEFAULT}
 ACT_TYPES = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh}
 
 

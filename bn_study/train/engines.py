@@ -32,7 +32,7 @@ from bn_study.train.loop import IndexedStep, Targets
 from bn_study.train.members import Members
 from bn_study.train.step import StepFn, eager_step, forward_loss, train_step
 from bn_study.train.losses import MemberLoss, member_loss
-from bn_study.train.optim import build_optimizer
+from bn_study.train.optim import build_optimizer, fused_helps
 
 ENGINES = ("auto", "eager", "graph", "compile")
 WARMUP_STEPS = 3  # eager steps on a side stream before a batch shape is captured (PyTorch's advice)
@@ -61,22 +61,14 @@ def build_engine(engine: str, members: Members, loss: str, optimizer_cfg: Mappin
     kind = resolve_engine(engine, device)
     members.net.to(device)
     loss_fn = member_loss(loss)
-    fused = True if engine == "auto" and device.type == "cpu" and fused_helps(optimizer_cfg) else None
+    fused = True if engine == "auto" and device.type == "cpu" and CPU_FUSED_OPTIMIZER \
+        and fused_helps(optimizer_cfg) else None
     optimizer = build_optimizer(members.net.parameters(), optimizer_cfg, capturable=kind == "graph", fused=fused)
     if kind == "graph":
         return optimizer, GraphStep(members, loss_fn, optimizer, device)
     if kind == "compile":
         return optimizer, compiled_step(members, loss_fn, optimizer)
     return optimizer, eager_step(members, loss_fn, optimizer)
-
-
-def fused_helps(optimizer_cfg: Mapping[str, Any]) -> bool:
-    """Whether PyTorch's fused CPU kernel beats its default for this optimizer (docs/benchmarks.md): yes
-    for Adam and for SGD with momentum; plain SGD is one ``add_`` per parameter either way, so it keeps
-    the default and ``auto`` stays bit for bit ``eager`` there."""
-    if not CPU_FUSED_OPTIMIZER:
-        return False
-    return optimizer_cfg["name"] == "adam" or float(optimizer_cfg.get("momentum", 0.0)) > 0
 
 
 def compiled_step(members: Members, loss_fn: MemberLoss, optimizer: torch.optim.Optimizer) -> StepFn:

@@ -7,17 +7,19 @@ activation probe and a reader of ``print(model)`` find the hidden layers without
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
+
+from bn_study.errors import UserError
+from bn_study.util.targets import keyword_args, locate
 
 ACTIVATIONS = ("sigmoid", "relu", "leaky_relu", "tanh")
 HEADS = ("softmax", "sigmoid", "leaky_relu")
 NORM_KINDS = ("none", "batch", "layer")
 POSITIONS = ("after", "before")
-INITS = ("glorot_uniform", "torch_default")
 
 
 def make_activation(name: str, negative_slope: float = 0.02) -> nn.Module:
@@ -83,12 +85,47 @@ def build_model(
     elif model["head"] == "leaky_relu":
         layers["out"] = nn.LeakyReLU(slope)
     net = nn.Sequential(layers)
-    if model["init"] == "glorot_uniform":
-        for module in net.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                nn.init.zeros_(module.bias)
+    initialise(net, model.get("init") or {})
     return net
+
+
+def _init_fn(spec: Mapping[str, Any] | None) -> Callable[[Tensor], Any] | None:
+    if spec is None:
+        return None
+    fn, kwargs = locate(spec.get("_target_")), keyword_args(spec)
+    return lambda tensor: fn(tensor, **kwargs)
+
+
+def initialise(net: nn.Sequential, init: Mapping[str, Any]) -> None:
+    """Re-initialise every Linear's weight and bias with ``init.weight`` / ``init.bias`` (a torch.nn.init
+    function as ``_target_`` plus its keyword arguments); null keeps PyTorch's default for that tensor."""
+    weight, bias = _init_fn(init.get("weight")), _init_fn(init.get("bias"))
+    for module in net.modules():
+        if isinstance(module, nn.Linear):
+            if weight is not None:
+                weight(module.weight)
+            if bias is not None:
+                bias(module.bias)
+
+
+def check_init(init: Any) -> None:
+    """Raise ``UserError`` unless ``model.init`` is {weight, bias}, each null or a function that initialises
+    a tensor in place with the given keyword arguments (tried on a throwaway tensor)."""
+    if not isinstance(init, Mapping) or set(init) - {"weight", "bias"}:
+        raise UserError(f"model.init={init!r} is not allowed; it is {{weight: ..., bias: ...}} — choose a file "
+                        "with model/init=glorot_uniform, torch_default, he_normal or small_gaussian.")
+    for part in ("weight", "bias"):
+        spec = init.get(part)
+        if spec is None:
+            continue
+        target = spec.get("_target_") if isinstance(spec, Mapping) else None
+        if not callable(locate(target)):
+            raise UserError(f"model.init.{part}._target_={target!r} is not a function; name one of torch.nn.init, "
+                            "e.g. torch.nn.init.xavier_uniform_ or torch.nn.init.zeros_.")
+        try:
+            _init_fn(spec)(torch.empty(4, 3) if part == "weight" else torch.empty(4))  # type: ignore[misc]
+        except (TypeError, ValueError) as err:
+            raise UserError(f"model.init.{part} ({target}) refuses its arguments: {err}.") from None
 
 
 def hidden_activation_names(net: nn.Sequential) -> list[str]:
