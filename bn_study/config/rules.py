@@ -18,7 +18,7 @@ from bn_study.data.catalog import get_dataset
 from bn_study.data.splits import HOLDOUT_SIZE
 from bn_study.errors import UserError
 from bn_study.train.losses import LOSSES
-from bn_study.train.model import ACTIVATIONS, HEADS, INITS, NORM_KINDS, POSITIONS
+from bn_study.train.model import ACTIVATIONS, HEADS, NORM_KINDS, POSITIONS, check_init
 from bn_study.train.optim import check_optimizer
 
 METRICS = ("val_acc", "val_loss", "train_acc", "train_loss")
@@ -87,7 +87,7 @@ def validate_config(cfg: DictConfig, *, check_paths: bool = True) -> None:
     model, act, norm, opt, data = cfg.model, cfg.act, cfg.norm, cfg.optimizer, cfg.data
     _one_of("act.name", act.name, ACTIVATIONS)
     _one_of("model.head", model.head, HEADS)
-    _one_of("model.init", model.init, INITS)
+    check_init(model.init)
     if not model.hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in model.hidden):
         raise UserError(f"model.hidden={list(model.hidden)} is not allowed; give a non-empty list of layer widths >= 1.")
     _one_of("norm.kind", norm.kind, NORM_KINDS)
