@@ -12,7 +12,7 @@ from bn_study.report import figures
 from bn_study.report.claims import PublishedResult, compare_published, evaluate
 from bn_study.report.collect import Condition, Study, collect, group, select
 from bn_study.report.render import FigureEntry, experiment_readme, index_readme
-from bn_study.report.spec import EXPERIMENT_DIR, FigureSpec, ReportSpec, known_experiments, load_spec
+from bn_study.report.spec import ExperimentDirs, FigureSpec, ReportSpec, experiment_dirs, known_experiments, load_spec
 
 ARTIFACT_DIR = "report"  # under the sweep's parent run
 # a tuned study's arms differ in what the tuning chose: show it next to the result
@@ -90,14 +90,18 @@ def log_to_parent(client: MlflowClient, study: Study, out: Path) -> None:
 
 
 def report_experiment(client: MlflowClient, name: str, out_root: Path, *, parent_id: str | None = None,
-                      artifacts: bool = True, experiment_dir: Path = EXPERIMENT_DIR) -> Path:
-    spec = load_spec(name, experiment_dir)
+                      artifacts: bool = True, experiment_dir: ExperimentDirs | None = None) -> Path:
+    """``experiment_dir``: where experiment files are searched, in order (default: the shipped catalogue;
+    the CLI passes ``experiment_dirs(--config-dir …)``)."""
+    dirs = experiment_dirs() if experiment_dir is None else experiment_dir
+    spec = load_spec(name, dirs)
     if spec.logs_to and spec.logs_to != name and client.get_experiment_by_name(name) is None:
-        raise UserError(f"conf/experiment/{name}.yaml logs its runs to the MLflow experiment {spec.logs_to!r}; "
+        raise UserError(f"{spec.file} logs its runs to the MLflow experiment {spec.logs_to!r}; "
                         f"report that one: python -m bn_study.report {spec.logs_to}.")
     if not spec.has_file and client.get_experiment_by_name(name) is None:
-        known = ", ".join(known_experiments(experiment_dir))
-        raise UserError(f"unknown experiment {name!r}: there is no conf/experiment/{name}.yaml and no MLflow "
+        known = ", ".join(known_experiments(dirs))
+        searched = " or ".join(str(d) for d in ([Path(dirs)] if isinstance(dirs, (str, Path)) else dirs))
+        raise UserError(f"unknown experiment {name!r}: there is no {name}.yaml in {searched} and no MLflow "
                         f"experiment of that name; known experiments: {known}.")
     study = collect(client, name, parent_id)
     readme = build(study, spec, out_root / name)

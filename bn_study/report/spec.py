@@ -1,5 +1,8 @@
 """The ``report:`` section of ``conf/experiment/<name>.yaml``: what a study claims, and how to show it.
 
+An experiment file is looked for in each ``--config-dir DIR`` of the report command (``DIR/experiment/``,
+as Hydra reads it), then in the shipped catalogue (``conf_dir()/experiment``): see ``experiment_dirs``.
+
 Claims are configuration, so a new study gets a report without code. The schema (every key optional
 except a claim's ``text`` and its comparison; see ``conf/experiment/bn_vs_none.yaml`` for a full one)::
 
@@ -48,18 +51,23 @@ exactly one condition of the sweep.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 from omegaconf import OmegaConf
 
+from bn_study.config.sources import conf_dir
 from bn_study.errors import UserError
 from bn_study.report.stats import Region
 
-# The project's experiment catalogue (without importing the Hydra app, which pulls in torch).
-EXPERIMENT_DIR = Path(__file__).resolve().parents[2] / "conf" / "experiment"
+# The shipped experiment catalogue: conf/experiment of the checkout, or bn_study/conf/experiment of an
+# install (found like every config, through conf_dir(); without importing the Hydra app, which pulls in torch).
+EXPERIMENT_DIR = conf_dir() / "experiment"
+
+# Where experiment files are looked for: one directory, or several searched in order (the first hit wins).
+ExperimentDirs = Union[Path, Sequence[Path]]
 
 TESTS = ("better", "not_better", "equivalent", "faster")
 FIGURE_KINDS = ("curves", "activations", "published")
@@ -166,20 +174,47 @@ class ReportSpec:
     has_file: bool = True
     # the MLflow experiment the file's runs go to (book_baseline.yaml: book_ch3), when it says
     logs_to: str | None = None
+    # the experiment file read (None without one): which of the searched config directories it came from
+    file: Path | None = None
 
 
-def experiment_file(name: str, directory: Path = EXPERIMENT_DIR) -> Path:
-    return directory / f"{name}.yaml"
+def experiment_dirs(config_dirs: Sequence[Path | str] = ()) -> tuple[Path, ...]:
+    """Where experiments are searched, first hit wins: ``DIR/experiment`` for each user config directory in
+    the given order (Hydra's ``--config-dir DIR`` means the same: ``+experiment=NAME`` reads
+    ``DIR/experiment/NAME.yaml``), then the shipped catalogue."""
+    return (*(Path(d) / "experiment" for d in config_dirs), conf_dir() / "experiment")
 
 
-def known_experiments(directory: Path = EXPERIMENT_DIR) -> list[str]:
-    return sorted(p.stem for p in directory.glob("*.yaml"))
+def _as_dirs(directory: ExperimentDirs) -> tuple[Path, ...]:
+    return (Path(directory),) if isinstance(directory, (str, Path)) else tuple(Path(d) for d in directory)
 
 
-def load_spec(name: str, directory: Path = EXPERIMENT_DIR) -> ReportSpec:
+def catalogue(directory: ExperimentDirs = EXPERIMENT_DIR) -> dict[str, Path]:
+    """Every experiment name with the file it is read from (an earlier directory shadows a later one), by name."""
+    found: dict[str, Path] = {}
+    for d in _as_dirs(directory):
+        for path in sorted(d.glob("*.yaml")):
+            found.setdefault(path.stem, path)
+    return dict(sorted(found.items()))
+
+
+def experiment_file(name: str, directory: ExperimentDirs = EXPERIMENT_DIR) -> Path:
+    """The file of experiment ``name``: the first directory that has it, else where the first one would."""
+    dirs = _as_dirs(directory)
+    for d in dirs:
+        if (d / f"{name}.yaml").is_file():
+            return d / f"{name}.yaml"
+    return dirs[0] / f"{name}.yaml"
+
+
+def known_experiments(directory: ExperimentDirs = EXPERIMENT_DIR) -> list[str]:
+    return list(catalogue(directory))
+
+
+def load_spec(name: str, directory: ExperimentDirs = EXPERIMENT_DIR) -> ReportSpec:
     """The experiment file's ``report:`` section; a study without a file (or section) gets the defaults."""
     path = experiment_file(name, directory)
-    if not path.exists():
+    if not path.is_file():
         return ReportSpec(experiment=name, title=name, has_file=False)
     conf = OmegaConf.load(path)
     raw = OmegaConf.to_container(conf, resolve=False)
@@ -188,8 +223,8 @@ def load_spec(name: str, directory: Path = EXPERIMENT_DIR) -> ReportSpec:
     logs_to = (raw.get("tracking") or {}).get("experiment")
     section = raw.get("report")
     if section is None:
-        return ReportSpec(experiment=name, title=name, sweep_order=order, logs_to=logs_to)
-    return replace(parse_spec(name, section, order, where=str(path)), logs_to=logs_to)
+        return ReportSpec(experiment=name, title=name, sweep_order=order, logs_to=logs_to, file=path)
+    return replace(parse_spec(name, section, order, where=str(path)), logs_to=logs_to, file=path)
 
 
 def _sweep_order(raw: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
