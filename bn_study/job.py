@@ -1,50 +1,23 @@
-"""Where a job was launched from and what Hydra knows about it that the config does not say."""
+"""What one job is: what Hydra knows about it that the config does not say, and what the config decides
+before anything is built — the members (seeds) it trains, their configs and content hashes, the device."""
 
 from __future__ import annotations
 
-import functools
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
 
+from bn_study.config.rules import member_seeds, resolve_device, validate_config
+from bn_study.tracking.resume import config_hash
+from bn_study.train.threads import set_threads
+from bn_study.util.paths import resolve_path
 
-SMALL_BATCH = 16  # at or below this batch size a step's ops run on one thread (see set_threads)
-BUSY_WINDOW_S = 0.25  # how long set_threads watches what other processes do with the cores
-
-
-@functools.cache
-def default_threads() -> int:
-    """PyTorch's own thread count, read before the first job of this process changes it."""
-    import torch
-
-    return torch.get_num_threads()
-
-
-def cpu_times() -> tuple[int, int]:
-    """All CPU time and idle CPU time (idle + iowait) since boot, in ticks, from /proc/stat."""
-    with open("/proc/stat") as f:
-        fields = [int(v) for v in f.readline().split()[1:]]
-    return sum(fields[:8]), fields[3] + (fields[4] if len(fields) > 4 else 0)
-
-
-def others_busy_cores(window: float = BUSY_WINDOW_S) -> float:
-    """How many cores other processes keep busy right now, watched over ``window`` seconds of /proc/stat.
-
-    Called between jobs, while this process itself is idle: unlike the load average, it does not count
-    this process's own previous job, nor a burst that ended a minute ago. Without /proc: the load average.
-    """
-    try:
-        total0, idle0 = cpu_times()
-        time.sleep(window)
-        total1, idle1 = cpu_times()
-    except (OSError, ValueError, IndexError):
-        return os.getloadavg()[0]
-    elapsed = total1 - total0
-    return 0.0 if elapsed <= 0 else (1 - (idle1 - idle0) / elapsed) * (os.cpu_count() or 1)
+__all__ = ["JobContext", "JobPlan", "member_config", "resolve_path"]
 
 
 @dataclass(frozen=True)
@@ -71,32 +44,37 @@ class JobContext:
         return cls(tuple(hc.overrides.task), Path(hc.runtime.cwd), str(hc.sweep.dir) if multirun else None,
                    launcher, parallel)
 
-    def set_threads(self, setting: object, batch_size: int) -> None:
-        """CPU threads for this job's ops (``threads`` in the config; auto decides here).
+    def path(self, configured: str | Path) -> Path:
+        """A configured path: relative means relative to where the user launched, not the job's output dir."""
+        return resolve_path(configured, self.launch_dir)
 
-        PyTorch's threads wait for each other at the end of every op. When another process holds a core,
-        that wait stretches to the scheduler's time slice: measured on this project's 2-core machine
-        under load, a book step went from 1 ms (1 thread) to 37 ms (2 threads), an article step at
-        batch 128 from 8 ms to 280 ms. So auto uses one thread for tiny steps (batch <= 16, too little
-        work per op to split anyway); otherwise as many threads as there are cores other processes leave
-        free at the start (watched for a quarter second), at most PyTorch's default, and parallel jobs
-        split the cores between them. Every job decides afresh: a busy moment does not stick to the
-        jobs after it in the same process.
-        """
-        import torch
 
-        default = default_threads()
-        cores = os.cpu_count() or 1
-        if setting != "auto":
-            threads = int(setting)  # type: ignore[call-overload]
-        elif batch_size <= SMALL_BATCH:
-            threads = 1
-        else:
-            free = cores - others_busy_cores()
-            threads = max(1, min(default, cores // max(1, self.parallel_jobs), int(free + 0.5)))
-        torch.set_num_threads(threads)
+def member_config(cfg: DictConfig, seed: int) -> DictConfig:
+    """The config a separately launched run of this member would have had."""
+    one = OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k != "hydra"])
+    one = OmegaConf.create(OmegaConf.to_container(one, resolve=True))
+    one.seed, one.seeds = int(seed), None
+    return one
 
-def resolve_path(path: str | Path, launch_dir: Path) -> Path:
-    """Relative paths in the config mean relative to where the user launched, not the job's output dir."""
-    path = Path(os.path.expanduser(str(path)))
-    return path if path.is_absolute() else launch_dir / path
+
+@dataclass(frozen=True)
+class JobPlan:
+    """The job decided from its config, before data, model or MLflow are touched."""
+
+    cfg: DictConfig
+    context: JobContext
+    device: torch.device
+    seeds: tuple[int, ...]
+    configs: dict[int, DictConfig]  # per seed: the config of a separate run of that member
+    hashes: dict[int, str]  # per seed: that config's content hash (how reruns recognise a member)
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> JobPlan:
+        # The launching process checked every job already; a job launched by a foreign sweeper was not.
+        validate_config(cfg)
+        context = JobContext.current()
+        set_threads(cfg.threads, cfg.batch_size, context.parallel_jobs)
+        seeds = member_seeds(cfg)
+        configs = {seed: member_config(cfg, seed) for seed in seeds}
+        return cls(cfg, context, resolve_device(cfg.device), seeds, configs,
+                   {seed: config_hash(one) for seed, one in configs.items()})

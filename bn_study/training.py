@@ -13,47 +13,43 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from bn_study.tracking import figures
-from bn_study.train.checkpoint import Checkpoint, capture
 from bn_study.data import Splits
-from bn_study.job import JobContext
-from bn_study.train.loop import EpochReport, TrainSpec, TrainState, evaluate, fit, targets
-from bn_study.train.members import Members
-from bn_study.train.step import StepFn
-from bn_study.train.losses import member_loss
-from bn_study.train.model import hidden_activation_names
-from bn_study.sweep.outcome import worst_value
-from bn_study.train.probe import ActivationProbe
-from bn_study.ui import TrainingProgress, bars_wanted
+from bn_study.job import JobPlan
+from bn_study.sweep.outcome import objective_value
+from bn_study.tracking import figures
+from bn_study.tracking.members import MemberTracking
 from bn_study.tracking.runs import MemberRun
-from bn_study.sweep.trial import TrialReporter
+from bn_study.train.checkpoint import Resumed, capture
+from bn_study.train.loop import EpochReport, TrainSpec, TrainState, evaluate, fit, targets
+from bn_study.train.losses import member_loss
+from bn_study.train.members import Members
+from bn_study.train.model import hidden_activation_names
+from bn_study.train.probe import ActivationProbe
+from bn_study.train.step import StepFn
+from bn_study.ui import TrainingProgress, bars_wanted
 
 log = logging.getLogger("bn_study")
 
 
-@dataclass
-class Resumed:
-    """What a checkpoint brings back besides the training state."""
-
-    history: list[EpochReport]
-    probe_first: list[list[Any]] | None
+def train_spec(cfg: DictConfig, seeds: Sequence[int]) -> TrainSpec:
+    return TrainSpec(epochs=cfg.epochs, batch_size=cfg.batch_size, seeds=tuple(seeds), loss=cfg.loss.name,
+                     shuffle=cfg.shuffle, log_every=cfg.log_every, drop_last=cfg.drop_last)
 
 
 @dataclass
 class JobTraining:
-    cfg: DictConfig
-    job: JobContext
+    plan: JobPlan
+    tracking: MemberTracking
     splits: Splits
     state: TrainState
-    spec: TrainSpec
     step: StepFn
     runs: list[MemberRun]
-    reporter: TrialReporter | None
-    checkpoint: Checkpoint
-    job_hash: str
-    member_hashes: list[str]
     resumed: Resumed | None = None
     history: list[EpochReport] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.cfg, self.job, self.reporter = self.plan.cfg, self.plan.context, self.tracking.reporter
+        self.spec = train_spec(self.cfg, self.tracking.todo)
 
     @property
     def members(self) -> Members:
@@ -105,8 +101,10 @@ class JobTraining:
             first = [[torch.from_numpy(a) for a in layers] for layers in probe.first]
         history = [{"epoch": r.epoch, "seconds": r.seconds, "metrics": r.metrics, "failures": r.failures}
                    for r in self.history]
-        self.checkpoint.save(capture(self.state, job_hash=self.job_hash, member_hashes=self.member_hashes,
-                                     run_ids=[r.run_id for r in self.runs], history=history, probe_first=first))
+        self.tracking.checkpoint.save(capture(self.state, job_hash=self.tracking.checkpoint.job_hash,
+                                              member_hashes=self.tracking.todo_hashes,
+                                              run_ids=[r.run_id for r in self.runs], history=history,
+                                              probe_first=first))
 
     def _log_test_metrics(self) -> None:
         """``test_*`` at the end: the last ``val_*`` when validation was the test set; with a holdout split
@@ -156,15 +154,6 @@ def _save(r: MemberRun, fig: Any, name: str) -> None:
         r.log_figure(fig, name)
     finally:
         figures.close(fig)
-
-
-def objective_value(reports: Sequence[EpochReport], failures: Sequence[str | None], metric: str,
-                    direction: str) -> float:
-    """The final epoch's metric, averaged over members; the worst possible value if any member failed."""
-    if not reports or any(failures):
-        return worst_value(direction)
-    values = [m[metric] for m in reports[-1].metrics]
-    return sum(values) / len(values)
 
 
 def epoch_line(report: EpochReport, epochs: int) -> str:

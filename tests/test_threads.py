@@ -1,4 +1,4 @@
-"""How many CPU threads a job's ops get (see JobContext.set_threads for the measurements behind it)."""
+"""How many CPU threads a job's ops get (``threads``; docs/benchmarks.md has the measurements behind it)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bn_study.job import JobContext
+from bn_study.train.threads import set_threads
 
 
 @pytest.fixture(autouse=True)
@@ -19,25 +19,23 @@ def restore_threads():
     torch.set_num_threads(before)
 
 
-def job(parallel: int = 1) -> JobContext:
-    return JobContext((), Path.cwd(), "multirun/x" if parallel > 1 else None, None, parallel)
 
 
 def test_tiny_steps_run_on_one_thread():
     torch.set_num_threads(2)
-    job().set_threads("auto", batch_size=1)
+    set_threads("auto", batch_size=1)
     assert torch.get_num_threads() == 1
 
 
 def test_an_explicit_number_wins():
-    job().set_threads(2, batch_size=1)
+    set_threads(2, batch_size=1)
     assert torch.get_num_threads() == 2
 
 
 def test_busy_cores_mean_one_thread(monkeypatch):
-    monkeypatch.setattr("bn_study.job.others_busy_cores", lambda: 64.0)
+    monkeypatch.setattr("bn_study.train.threads.others_busy_cores", lambda: 64.0)
     torch.set_num_threads(2)
-    job().set_threads("auto", batch_size=128)
+    set_threads("auto", batch_size=128)
     assert torch.get_num_threads() == 1
 
 
@@ -47,32 +45,32 @@ def test_busy_cores_mean_one_thread(monkeypatch):
     (0.0, 1, 8),  # an idle machine: PyTorch's default
 ])
 def test_free_cores_are_shared_out(monkeypatch, busy, parallel, expected):
-    monkeypatch.setattr("bn_study.job.default_threads", lambda: 8)
+    monkeypatch.setattr("bn_study.train.threads.default_threads", lambda: 8)
     monkeypatch.setattr("os.cpu_count", lambda: 8)
-    monkeypatch.setattr("bn_study.job.others_busy_cores", lambda: busy)
-    job(parallel).set_threads("auto", batch_size=128)
+    monkeypatch.setattr("bn_study.train.threads.others_busy_cores", lambda: busy)
+    set_threads("auto", batch_size=128, parallel_jobs=parallel)
     assert torch.get_num_threads() == expected
 
 
 def test_each_job_decides_afresh(monkeypatch):
     """A job that ran on one thread (busy cores, tiny batch) does not leave the next one on one thread."""
-    monkeypatch.setattr("bn_study.job.default_threads", lambda: 2)
+    monkeypatch.setattr("bn_study.train.threads.default_threads", lambda: 2)
     monkeypatch.setattr("os.cpu_count", lambda: 2)
     busy = iter([2.0, 0.0])
-    monkeypatch.setattr("bn_study.job.others_busy_cores", lambda: next(busy))
-    job().set_threads("auto", batch_size=128)
+    monkeypatch.setattr("bn_study.train.threads.others_busy_cores", lambda: next(busy))
+    set_threads("auto", batch_size=128)
     assert torch.get_num_threads() == 1
-    job().set_threads("auto", batch_size=4)
+    set_threads("auto", batch_size=4)
     assert torch.get_num_threads() == 1
-    job().set_threads("auto", batch_size=128)  # the cores are free again
+    set_threads("auto", batch_size=128)  # the cores are free again
     assert torch.get_num_threads() == 2
 
 
 def test_busy_cores_come_from_the_cpu_time_others_used(monkeypatch):
-    from bn_study.job import others_busy_cores
+    from bn_study.train.threads import others_busy_cores
 
     samples = iter([(1000, 800), (1100, 850)])  # 100 ticks went by, 50 of them idle: half the CPU busy
-    monkeypatch.setattr("bn_study.job.cpu_times", lambda: next(samples))
+    monkeypatch.setattr("bn_study.train.threads.cpu_times", lambda: next(samples))
     monkeypatch.setattr("os.cpu_count", lambda: 4)
     assert others_busy_cores(0.0) == pytest.approx(2.0)
 
@@ -82,7 +80,7 @@ def test_a_spinning_process_is_seen_on_the_real_machine():
     import subprocess
     import sys
 
-    from bn_study.job import others_busy_cores
+    from bn_study.train.threads import others_busy_cores
 
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bn_study.train.loop import EpochReport
 
 STATUSES = ("finished", "resumed", "skipped", "diverged")
 
@@ -31,3 +35,12 @@ class JobOutcome(float):
 
 def worst_value(direction: str) -> float:
     return math.inf if direction == "minimize" else -math.inf
+
+
+def objective_value(reports: Sequence["EpochReport"], failures: Sequence[str | None], metric: str,
+                    direction: str) -> float:
+    """The final epoch's metric, averaged over members; the worst possible value if any member failed."""
+    if not reports or any(failures):
+        return worst_value(direction)
+    values = [m[metric] for m in reports[-1].metrics]
+    return sum(values) / len(values)

@@ -12,10 +12,12 @@ from __future__ import annotations
 import io
 import logging
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from bn_study.train.loop import EpochReport, TrainState
 from bn_study.util.atomic import write_atomic
 
 log = logging.getLogger(__name__)
@@ -23,6 +25,7 @@ log = logging.getLogger(__name__)
 
 class Checkpoint:
     def __init__(self, directory: str | Path, job_hash: str) -> None:
+        self.job_hash = job_hash
         self.path = Path(directory) / f"{job_hash}.pt"
 
     def save(self, payload: dict[str, Any]) -> None:
@@ -75,3 +78,18 @@ def restore(state: Any, payload: dict[str, Any]) -> None:
     state.epoch = int(payload["epoch"])
     state.global_step = int(payload["global_step"])
     state.failures = list(payload["failures"])
+
+
+@dataclass
+class Resumed:
+    """What a checkpoint brings back besides the training state: the epochs already done, and the probe's
+    first look (before training) that the final figures compare against."""
+
+    history: list[EpochReport]
+    probe_first: list[list[Any]] | None
+
+    @classmethod
+    def restore(cls, state: TrainState, payload: dict[str, Any]) -> Resumed:
+        restore(state, payload)
+        return cls([EpochReport(h["epoch"], h["seconds"], h["metrics"], [], h["failures"]) for h in payload["history"]],
+                   payload.get("probe_first"))

@@ -1,0 +1,177 @@
+"""A job's MLflow side: where its member runs go, which members an earlier run already finished, which
+interrupted runs a checkpoint continues, and the lifecycle of the runs it trains — every one of them ends
+FINISHED, FAILED or KILLED with its reason, whatever happens to the job."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import sys
+import traceback
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+from mlflow.entities import Run
+from omegaconf import OmegaConf
+
+from bn_study.job import JobPlan
+from bn_study.sweep.outcome import JobOutcome, objective_value, worst_value
+from bn_study.sweep.trial import TrialReporter
+from bn_study.tracking.naming import flatten
+from bn_study.tracking.parent import read_parent_file
+from bn_study.tracking.resume import final_runs, job_hash, resumable_run_ids, reused_tag
+from bn_study.tracking.runs import MemberRun, RunContext, StoreError, open_context
+from bn_study.tracking.store import resolve_tracking_uri
+from bn_study.train.checkpoint import Checkpoint, Resumed
+from bn_study.train.loop import EpochReport, TrainState
+
+log = logging.getLogger("bn_study")
+
+
+def _val_split_note(val: str) -> str:
+    return ("test (val_* metrics are measured on the 10 000 test images, as the Keras article's validation_data)"
+            if val == "test" else "holdout (val_* metrics are on the last 10 000 training images)")
+
+
+def _open_context(plan: JobPlan) -> RunContext:
+    """The multirun's parent run and store, or the configured store for a single run."""
+    cfg, job = plan.cfg, plan.context
+    parent = read_parent_file(job.sweep_dir) if job.sweep_dir else None
+    uri = parent["tracking_uri"] if parent else resolve_tracking_uri(cfg.tracking.uri, job.launch_dir)
+    return open_context(uri, cfg.tracking.experiment, launch_dir=job.launch_dir, device=plan.device,
+                        overrides=job.overrides, multirun_dir=job.sweep_dir,
+                        parent_run_id=parent["run_id"] if parent else None,
+                        base_overrides=parent.get("base_overrides", []) if parent else [],
+                        extra_tags={"val_split": _val_split_note(cfg.data.val), "batched_seeds": str(len(plan.seeds))})
+
+
+def _is_pruned(exc: BaseException) -> bool:
+    """An Optuna pruner stopped the trial (optuna is only ever loaded by a job that reports to a trial)."""
+    optuna = sys.modules.get("optuna")
+    return optuna is not None and isinstance(exc, optuna.TrialPruned)
+
+
+@dataclass
+class MemberTracking:
+    plan: JobPlan
+    ctx: RunContext
+    reporter: TrialReporter | None
+    done: dict[int, Run]  # per seed: a run of that exact member config that already reached a result
+    todo: list[int]  # the seeds to train
+    checkpoint: Checkpoint
+    saved: dict | None  # this job's checkpoint, when its runs can be continued
+
+    @classmethod
+    def open(cls, plan: JobPlan, reporter: TrialReporter | None) -> MemberTracking:
+        cfg, job = plan.cfg, plan.context
+        ctx = _open_context(plan)
+        # resume=auto: re-running a sweep continues it; a single run always trains afresh
+        resume = job.sweep_dir is not None if cfg.resume == "auto" else bool(cfg.resume)
+        done = final_runs(ctx.client, ctx.experiment_id, plan.hashes) if resume else {}
+        if done and ctx.parent_run_id:  # this sweep's results include them: say so, for the report
+            for r in done.values():
+                ctx.client.set_tag(r.info.run_id, reused_tag(ctx.parent_run_id), "true")
+        todo = [seed for seed in plan.seeds if seed not in done]
+        checkpoint = Checkpoint(job.path(cfg.checkpoint_dir), job_hash([plan.hashes[s] for s in todo]))
+        saved = checkpoint.load() if resume and todo else None
+        if saved and not resumable_run_ids(ctx.client, saved, [plan.hashes[s] for s in todo]):
+            saved = None
+        return cls(plan, ctx, reporter, done, todo, checkpoint, saved)
+
+    @property
+    def todo_hashes(self) -> list[str]:
+        return [self.plan.hashes[seed] for seed in self.todo]
+
+    def resume_into(self, state: TrainState) -> Resumed | None:
+        """The checkpoint's training state put into ``state``, when this job was interrupted before."""
+        if self.saved is None:
+            return None
+        resumed = Resumed.restore(state, self.saved)
+        log.info("resuming from the checkpoint after epoch %d (%s), runs %s", state.epoch, self.checkpoint.path,
+                 " ".join(self.saved["run_ids"]))
+        return resumed
+
+    def _start_runs(self) -> list[MemberRun]:
+        ctx, retry = self.ctx, float(self.plan.cfg.tracking.retry_seconds)
+        if self.saved is not None:
+            runs = [MemberRun.attach(ctx.client, run_id, retry_seconds=retry) for run_id in self.saved["run_ids"]]
+            if ctx.parent_run_id:
+                for r in runs:
+                    ctx.client.set_tag(r.run_id, reused_tag(ctx.parent_run_id), "true")
+            return runs
+        runs = []
+        for seed in self.todo:
+            one = self.plan.configs[seed]
+            # `report` describes the analysis of a study, not the run: it is no run parameter
+            params = flatten({k: v for k, v in OmegaConf.to_container(one).items() if k != "report"})
+            tags = {"config_hash": self.plan.hashes[seed], **(self.reporter.tags() if self.reporter else {})}
+            runs.append(MemberRun.create(ctx, seed=seed, params=params, tags=tags,
+                                         config_yaml=OmegaConf.to_yaml(one), retry_seconds=retry))
+        return runs
+
+    @contextlib.contextmanager
+    def member_runs(self, state: TrainState) -> Iterator[list[MemberRun]]:
+        """The members' runs (created, or attached when resuming), ended whatever the training does:
+        pruned → KILLED (checkpoint gone), Ctrl-C → KILLED (checkpoint kept, to continue), a crash →
+        FAILED with its traceback; else FINISHED, or FAILED with the reason a member diverged."""
+        runs = self._start_runs()
+        try:
+            yield runs
+        except KeyboardInterrupt:  # the checkpoint stays: re-running the command continues from it
+            for r in runs:
+                r.finish("interrupted (Ctrl-C)", status="KILLED", outcome="interrupted")
+            raise
+        except BaseException as exc:
+            if _is_pruned(exc):  # not a failure: the study's pruner stopped a hopeless trial
+                for r in runs:
+                    r.finish(str(exc), status="KILLED", outcome="pruned", tags={"optuna_state": "PRUNED"})
+                self.checkpoint.delete()
+                raise
+            trace = traceback.format_exc()
+            log.error("job crashed:\n%s", trace)
+            for r in runs:
+                try:
+                    r.log_text(trace, "traceback.txt")
+                except StoreError as store:  # the artifact store is what broke: the reason tag still says why
+                    log.error("%s", store)
+                r.finish(f"{type(exc).__name__}: {exc}", outcome="crashed")
+            raise
+        for seed, r, failure in zip(self.todo, runs, state.failures):
+            r.finish(failure)
+            if failure:
+                log.error("run %s (seed %s) FAILED: %s", r.run_id, seed, failure)
+        self.checkpoint.delete()
+
+    # -- what the job hands back to its sweeper -----------------------------------------------------
+
+    def _stored_objective(self, runs: Iterable[Run]) -> list[float]:
+        """The objective of runs that finished earlier, as their final logged value."""
+        metric, direction = self.plan.cfg.objective.metric, self.plan.cfg.objective.direction
+        return [r.data.metrics.get(metric, worst_value(direction)) if r.info.status == "FINISHED"
+                else worst_value(direction) for r in runs]
+
+    def outcome_of_done(self) -> JobOutcome:
+        """Every member of this job already has a result in MLflow: nothing is trained."""
+        direction = self.plan.cfg.objective.direction
+        ids = " ".join(r.info.run_id for r in self.done.values())
+        log.info("skipped: every seed of this job already has a result in MLflow (runs %s)", ids)
+        diverged = [r for r in self.done.values() if r.info.status != "FINISHED"]
+        if diverged:  # an earlier run of this job diverged: a result, and still a failed job
+            reason = diverged[0].data.tags.get("failure_reason", "diverged")
+            return JobOutcome(worst_value(direction), "diverged", f"earlier run {diverged[0].info.run_id}: {reason}")
+        return JobOutcome(_mean_or_worst(self._stored_objective(self.done.values()), direction), "skipped",
+                          f"runs {ids}")
+
+    def outcome(self, history: Sequence[EpochReport], failures: Sequence[str | None],
+                resumed: Resumed | None) -> JobOutcome:
+        metric, direction = self.plan.cfg.objective.metric, self.plan.cfg.objective.direction
+        if any(failures):
+            return JobOutcome(worst_value(direction), "diverged", "; ".join(f for f in failures if f))
+        value = objective_value(history, failures, metric, direction)
+        values = [value] * len(self.todo) + self._stored_objective(self.done.values())
+        return JobOutcome(_mean_or_worst(values, direction), "resumed" if resumed else "finished")
+
+
+def _mean_or_worst(values: list[float], direction: str) -> float:
+    return sum(values) / len(values) if all(math.isfinite(v) for v in values) else worst_value(direction)
