@@ -21,7 +21,8 @@ from bn_study.sweep.trial import TrialReporter
 from bn_study.tracking.naming import flatten
 from bn_study.tracking.parent import read_parent_file
 from bn_study.tracking.resume import final_runs, job_hash, resumable_run_ids, reused_tag
-from bn_study.tracking.runs import MemberRun, RunContext, StoreError, open_context
+from bn_study.errors import StoreError
+from bn_study.tracking.runs import MemberRun, RunContext, open_context
 from bn_study.tracking.store import resolve_tracking_uri
 from bn_study.train.checkpoint import Checkpoint, Resumed
 from bn_study.train.loop import EpochReport, TrainState

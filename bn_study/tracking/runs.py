@@ -27,6 +27,7 @@ from mlflow.utils.mlflow_tags import (
     MLFLOW_USER,
 )
 
+from bn_study.errors import StoreError, TrackingUnavailable
 from bn_study.tracking.naming import condition_of, run_name
 from bn_study.tracking.provenance import device_name, git_state, user_name
 from bn_study.tracking.store import connect, ensure_experiment
@@ -75,15 +76,6 @@ def open_context(uri: str, experiment: str, *, launch_dir: Path, device: torch.d
         tags["multirun_dir"] = multirun_dir
     tags.update(extra_tags or {})
     return RunContext(client, experiment_id, parent_run_id, tuple(overrides), tags)
-
-
-class StoreError(RuntimeError):
-    """The tracking or artifact store cannot take what a run writes (a full disk, a server that stays
-    down); the message says which and where. The run is marked FAILED where the store still allows it."""
-
-
-class TrackingUnavailable(StoreError):
-    """The tracking store stayed unreachable past the retry budget; what could not be sent is on disk."""
 
 
 _DISK_ERRORS = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT)
