@@ -20,7 +20,8 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from bn_study.errors import UserError
 from bn_study.tracking.store import local_sqlite_file
 from bn_study.tracking.resume import reused_tag
-from bn_study.report.spec import ReportSpec, Selector, normalize_key
+from bn_study.report.spec import ReportSpec, Selector
+from bn_study.util.overrides import bare_key
 
 PARENT_ROLE = "multirun parent"
 REPORTABLE_PARENT = ("FINISHED", "FAILED")  # a sweep that is still RUNNING is not reported by default
@@ -98,11 +99,6 @@ class Condition:
         out = [r.value(metric, epoch) for r in self.finished]
         return [v for v in out if v is not None and math.isfinite(v)]
 
-    def last_epoch(self, metric: str = "val_acc") -> int | None:
-        steps = [r.last_step(metric) for r in self.finished]
-        steps = [s for s in steps if s is not None]
-        return max(steps) if steps else None
-
 
 # --- the store ------------------------------------------------------------------------------------------
 
@@ -170,7 +166,7 @@ def override_choices(text: str) -> dict[str, str]:
     for token in text.split():
         if "=" in token:
             key, value = token.split("=", 1)
-            out[normalize_key(key)] = value
+            out[bare_key(key)] = value
     return out
 
 
@@ -191,7 +187,7 @@ def _history(client: MlflowClient, run: Run) -> dict[str, dict[int, float]]:
 def to_record(client: MlflowClient, run: Run, group_tag: str) -> RunRecord:
     tags = run.data.tags
     condition = tags.get(group_tag) or tags.get("condition") or "defaults"
-    choices = {normalize_key(k): v for k, v in run.data.params.items()}
+    choices = {bare_key(k): v for k, v in run.data.params.items()}
     choices.update(override_choices(tags.get("overrides", "")))
     choices.update(override_choices(condition))
     seed_text = tags.get("seed") or run.data.params.get("seed")
@@ -243,7 +239,7 @@ def default_label(key: str) -> str:
     parts = []
     for token in key.split():
         k, _, v = token.partition("=")
-        parts.append(v if normalize_key(k) == "variant" else f"{normalize_key(k)}={v}" if v else token)
+        parts.append(v if bare_key(k) == "variant" else f"{bare_key(k)}={v}" if v else token)
     return " ".join(parts) or key
 
 

@@ -60,6 +60,7 @@ from omegaconf import OmegaConf
 
 from bn_study.config.sources import conf_dir
 from bn_study.errors import UserError
+from bn_study.util.overrides import bare_key
 from bn_study.report.stats import Region
 
 # The shipped experiment catalogue: conf/experiment of the checkout, or bn_study/conf/experiment of an
@@ -74,11 +75,6 @@ FIGURE_KINDS = ("curves", "activations", "published")
 DEFAULT_CURVES = ("train_loss", "val_loss", "val_acc")
 
 Selector = Mapping[str, str]
-
-
-def normalize_key(key: str) -> str:
-    """``+variant`` and ``variant`` name the same choice; so do ``++batch_size`` and ``batch_size``."""
-    return key.lstrip("+~")
 
 
 def higher_is_better(metric: str) -> bool:
@@ -236,7 +232,7 @@ def _sweep_order(raw: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
         for key, value in (sweeper.get(section) or {}).items():
             if value is None or "(" in str(value):
                 continue
-            order.setdefault(normalize_key(str(key)), tuple(v.strip() for v in str(value).split(",")))
+            order.setdefault(bare_key(str(key)), tuple(v.strip() for v in str(value).split(",")))
     return order
 
 
@@ -247,7 +243,7 @@ def _fail(where: str, key: str, problem: str) -> UserError:
 def _selector(value: Any, where: str, key: str) -> Selector:
     if not isinstance(value, Mapping) or not value:
         raise _fail(where, key, "must be a non-empty mapping like {act: sigmoid, norm: bn1}")
-    return {normalize_key(str(k)): str(v) for k, v in value.items()}
+    return {bare_key(str(k)): str(v) for k, v in value.items()}
 
 
 def _number(value: Any, where: str, key: str) -> float:
@@ -317,7 +313,7 @@ def _figure(raw: Any, index: int, where: str) -> FigureSpec:
         raise _fail(where, f"{key}.select", "must list the conditions whose activations are compared")
 
     def opt(name: str) -> str | None:
-        return None if raw.get(name) is None else normalize_key(str(raw[name]))
+        return None if raw.get(name) is None else bare_key(str(raw[name]))
 
     return FigureSpec(
         name=str(raw["name"]), kind=kind, title=raw.get("title"),
@@ -357,7 +353,7 @@ def parse_spec(name: str, raw: Any, sweep_order: Mapping[str, tuple[str, ...]] |
         published_metric=str(published.get("metric", "test_acc")),
         published_rounding=_number(published.get("rounding", 1.0), where, "published.rounding"),
         figures=figures, claims=claims, sweep_order=dict(sweep_order or {}),
-        color_by=None if raw.get("color_by") is None else normalize_key(str(raw["color_by"])),
-        style_by=None if raw.get("style_by") is None else normalize_key(str(raw["style_by"])),
+        color_by=None if raw.get("color_by") is None else bare_key(str(raw["color_by"])),
+        style_by=None if raw.get("style_by") is None else bare_key(str(raw["style_by"])),
         table_params=tuple(str(p) for p in raw.get("table_params") or ()),
     )

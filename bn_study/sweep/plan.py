@@ -15,6 +15,7 @@ from optuna.distributions import BaseDistribution
 from bn_study.errors import UserError
 from bn_study.sweep.trial import STAGE_ENV, STUDY_ENV, TRIAL_ENV
 from bn_study.sweep import space as optuna_space
+from bn_study.util.overrides import bare_key, override_key
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +41,14 @@ class SearchPlan:
         rest, arm_list = optuna_space.take_arms([*params_conf, *arms_conf, *arguments], list(arms or {}))
         space, fixed_values = optuna_space.split_overrides(rest)
         fixed = [text for _, text in fixed_values.values()]
-        forced = {optuna_space.override_key(o): o for o in trial_overrides}
+        forced = {override_key(o): o for o in trial_overrides}
         for key in space:
-            bare = optuna_space.bare_key(key)
+            bare = bare_key(key)
             if bare in forced:
                 raise UserError(f"{bare} is searched, but hydra.sweeper.trial_overrides fixes it to "
                                 f"{forced[bare]!r}; keep one.")
         for item in fixed:
-            key = optuna_space.override_key(item)
+            key = override_key(item)
             if key in forced and forced[key] != item:
                 log.warning("%s is replaced by %s in every search trial (hydra.sweeper.trial_overrides)",
                             item, forced[key])

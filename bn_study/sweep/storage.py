@@ -18,13 +18,13 @@ import functools
 import importlib.util
 import logging
 import threading
-import time
 from pathlib import Path
 
 from optuna.storages import BaseStorage, InMemoryStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 
 from bn_study.errors import UserError
+from bn_study.util.retry import retry
 
 log = logging.getLogger(__name__)
 
@@ -97,21 +97,18 @@ def new_in_memory_storage() -> InMemoryStorage:
 
 @functools.lru_cache(maxsize=8)
 def _open(resolved: str) -> BaseStorage:
-    delay = 0.5
-    for attempt in range(1, _OPEN_ATTEMPTS + 1):
-        try:
-            return _connect(resolved)
-        except UserError:
-            raise
-        except Exception as err:  # noqa: BLE001 - two processes creating one fresh sqlite schema at once
-            if attempt == _OPEN_ATTEMPTS:
-                raise UserError(f"hydra.sweeper.storage={display(resolved)!r} cannot be opened "
-                                f"({str(err).splitlines()[0]}); check the URL and that the database is "
-                                "reachable.") from err
-            log.warning("storage %s not ready (%s); retrying", display(resolved), str(err).splitlines()[0])
-            time.sleep(delay)
-            delay *= 2
-    raise AssertionError("unreachable")
+    def not_ready(err: Exception) -> None:
+        log.warning("storage %s not ready (%s); retrying", display(resolved), str(err).splitlines()[0])
+
+    try:  # two processes creating one fresh sqlite schema at once: the second waits and tries again
+        return retry(lambda: _connect(resolved), retryable=lambda err: not isinstance(err, UserError),
+                     attempts=_OPEN_ATTEMPTS, on_retry=not_ready)
+    except UserError:
+        raise
+    except Exception as err:  # noqa: BLE001
+        raise UserError(f"hydra.sweeper.storage={display(resolved)!r} cannot be opened "
+                        f"({str(err).splitlines()[0]}); check the URL and that the database is "
+                        "reachable.") from err
 
 
 def _connect(resolved: str) -> BaseStorage:

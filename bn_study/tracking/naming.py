@@ -6,6 +6,8 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from bn_study.util.overrides import override_key
+
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     """``{"a": {"b": 1}} → {"a.b": "1"}``: the resolved config as MLflow params."""
@@ -19,10 +21,6 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return flat
 
 
-def _override_key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
-
-
 # MLflow's SQL stores hold a run name in VARCHAR(250): PostgreSQL refuses a longer one (sqlite does not check).
 MAX_RUN_NAME = 250
 
@@ -34,7 +32,7 @@ def fit_run_name(name: str, limit: int = MAX_RUN_NAME) -> str:
 
 def run_name(overrides: Iterable[str], seed: int) -> str:
     """Reads like the command line: ``norm=bn1 act=sigmoid seed=0`` (a long one cut, the seed kept)."""
-    kept = " ".join(o for o in overrides if _override_key(o) not in ("seed", "seeds"))
+    kept = " ".join(o for o in overrides if override_key(o) not in ("seed", "seeds"))
     seed_part = f"seed={seed}"
     return f"{fit_run_name(kept, MAX_RUN_NAME - len(seed_part) - 1)} {seed_part}" if kept else seed_part
 
@@ -53,7 +51,7 @@ def condition_of(overrides: Iterable[str], base_overrides: Iterable[str] = ()) -
     Runs of one condition differ only in their seed; the report groups them by this tag.
     """
     skip = shared_keys(base_overrides) | {"seed", "seeds"}
-    kept = [o for o in overrides if _override_key(o) not in skip]
+    kept = [o for o in overrides if override_key(o) not in skip]
     return " ".join(kept) or "defaults"
 
 

@@ -32,6 +32,7 @@ from bn_study.tracking.naming import condition_of, run_name
 from bn_study.tracking.provenance import device_name, git_state, user_name
 from bn_study.tracking.store import connect, ensure_experiment
 from bn_study.util.atomic import write_atomic
+from bn_study.util.retry import retry
 
 log = logging.getLogger(__name__)
 
@@ -148,37 +149,23 @@ class MemberRun:
 
     def flush(self, deadline: float | None = None) -> bool:
         """Send what is pending; with a deadline, retry with backoff until it passes. True when empty."""
-        delay = 0.5
         while self._pending:
             try:
-                self.client.log_batch(self.run_id, metrics=self._pending[:_BATCH])
+                retry(lambda: self.client.log_batch(self.run_id, metrics=self._pending[:_BATCH]),
+                      retryable=_retryable, deadline=deadline)
             except Exception as err:
                 if not _retryable(err):
                     raise
-                if deadline is None or time.monotonic() >= deadline:
-                    if not self._warned:
-                        log.warning("tracking store unreachable, %d metric values kept to retry: %s",
-                                    len(self._pending), str(err).splitlines()[0])
-                        self._warned = True
-                    return False
-                time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-                delay = min(delay * 2, 10.0)
-                continue
+                if not self._warned:
+                    log.warning("tracking store unreachable, %d metric values kept to retry: %s",
+                                len(self._pending), str(err).splitlines()[0])
+                    self._warned = True
+                return False
             del self._pending[:_BATCH]
         return True
 
     def _retrying(self, call: Any, *args: Any) -> None:
-        deadline = time.monotonic() + self.retry_seconds
-        delay = 0.5
-        while True:
-            try:
-                call(*args)
-                return
-            except Exception as err:
-                if not _retryable(err) or time.monotonic() >= deadline:
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, 10.0)
+        retry(lambda: call(*args), retryable=_retryable, deadline=time.monotonic() + self.retry_seconds)
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         self._retrying(lambda: self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()]))
