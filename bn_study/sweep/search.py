@@ -16,9 +16,10 @@ from bn_study.errors import UserError
 from bn_study.sweep import trial_outcome as optuna_outcome, space as optuna_space, storage as optuna_storage
 from bn_study.sweep.trial_outcome import TrialOutcome
 from bn_study.sweep.plan import SearchPlan
+from bn_study.sweep.storage import check_direction
+from bn_study.sweep.summary import JobRow, print_summary, trial_row
 
-if TYPE_CHECKING:
-    from bn_study.sweep.summary import JobRow
+if TYPE_CHECKING:  # MLflow is loaded only when a search tracks its runs
     from bn_study.sweep.mlflow_mirror import SweepTracking
 
 log = logging.getLogger(__name__)
@@ -109,13 +110,13 @@ class SweepRun:
             self.studies.append((arm, study))
             rows = self.search(arm, study)
             if rows:
-                _print_summary(rows, title=f"optuna study {study.study_name!r}: trials of this run")
+                print_summary(rows, title=f"optuna study {study.study_name!r}: trials of this run")
             if self.tracking is not None:
                 self.tracking.log_study(study, self.plan.arm_label(arm) or None)
             self._log_best(study)
 
-    def search(self, arm: list[str], study: optuna.Study) -> list["JobRow"]:
-        rows: list["JobRow"] = []
+    def search(self, arm: list[str], study: optuna.Study) -> list[JobRow]:
+        rows: list[JobRow] = []
         to_go = self._trials_to_ask()
         while to_go > 0:
             size = min(self.sweeper.n_jobs, to_go)
@@ -137,7 +138,7 @@ class SweepRun:
         return rows
 
     def _run_batch(self, arm: list[str], study: optuna.Study, trials: list[optuna.Trial],
-                   told: dict[int, TrialState]) -> list["JobRow"]:
+                   told: dict[int, TrialState]) -> list[JobRow]:
         study_id = self.storage.get_study_id_from_name(study.study_name)
         jobs = {t.number: self.plan.trial_job(arm, t.params, study_id, t.number) for t in trials}
         outcomes: dict[int, TrialOutcome] = {}
@@ -157,7 +158,7 @@ class SweepRun:
             told[trial.number] = outcome.state
             self.outcomes.append(outcome)
             self._log_outcome(study, trial.number, trial.params, outcome)
-            rows.append(_row(trial.number, trial.params, outcome))
+            rows.append(trial_row(trial.number, trial.params, outcome))
         return rows
 
     def _invalid(self, job: list[str], number: int) -> str | None:
@@ -243,8 +244,8 @@ class SweepRun:
                 outcome = optuna_outcome.classify(ret, 1)
                 self.final_outcomes[study.study_name] = outcome
                 self._log_outcome(study, best.number, best.params, outcome, final=True)
-                rows.append(_row(best.number, best.params, outcome, prefix=f"{study.study_name}: "))
-        _print_summary(rows, title="final stage: each study's best params again")
+                rows.append(trial_row(best.number, best.params, outcome, prefix=f"{study.study_name}: "))
+        print_summary(rows, title="final stage: each study's best params again")
 
     def final_crashed(self) -> bool:
         return any(o.kind == "crashed" for o in self.final_outcomes.values())
@@ -277,17 +278,6 @@ class SweepRun:
         return out
 
 
-def check_direction(storage: Any, name: str, directions: list[str], where: str) -> None:
-    """A stored study keeps its direction: resuming it the other way round would rank trials backwards."""
-    if not optuna_storage.study_exists(storage, name):
-        return
-    stored = [d.name.lower() for d in storage.get_study_directions(storage.get_study_id_from_name(name))]
-    if stored != directions:
-        raise UserError(f"study {name!r} in {where} optimises {', '.join(stored)}, not "
-                        f"hydra.sweeper.direction={', '.join(directions)}; use another hydra.sweeper.study_name "
-                        "(or storage) for a new study.")
-
-
 def _is_grid(sampler: Any) -> bool:
     return isinstance(sampler, functools.partial) and sampler.func is optuna.samplers.GridSampler
 
@@ -297,19 +287,3 @@ def _best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
         return study.best_trial
     except ValueError:  # no completed trial
         return None
-
-
-def _print_summary(rows: list["JobRow"], title: str) -> None:
-    from bn_study.sweep.summary import print_summary  # imported late: it pulls in torch and MLflow
-
-    print_summary(rows, title=title)
-
-
-def _row(number: int, params: dict[str, Any], outcome: TrialOutcome, prefix: str = "") -> "JobRow":
-    from bn_study.sweep.summary import JobRow
-
-    status = {"complete": outcome.job_status or "finished"}.get(outcome.kind, outcome.kind)
-    value = outcome.values[0] if outcome.values else None
-    shown = " ".join(optuna_space.as_override(k, v) for k, v in params.items())
-    detail = outcome.detail.splitlines()[0][:200] if outcome.detail else ""
-    return JobRow(number, prefix + shown, status, value, detail)

@@ -144,3 +144,13 @@ def study_exists(storage: BaseStorage, name: str) -> bool:
     except KeyError:
         return False
 
+
+def check_direction(storage: BaseStorage, name: str, directions: list[str], where: str) -> None:
+    """A stored study keeps its direction: resuming it the other way round would rank trials backwards."""
+    if not study_exists(storage, name):
+        return
+    stored = [d.name.lower() for d in storage.get_study_directions(storage.get_study_id_from_name(name))]
+    if stored != directions:
+        raise UserError(f"study {name!r} in {where} optimises {', '.join(stored)}, not "
+                        f"hydra.sweeper.direction={', '.join(directions)}; use another hydra.sweeper.study_name "
+                        "(or storage) for a new study.")

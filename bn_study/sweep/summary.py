@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from hydra.core.utils import JobReturn, JobStatus
 from rich.table import Table
 
 from bn_study.ui import get_console
+from bn_study.sweep.space import as_override
 from bn_study.tracking.naming import condition_of
 
 FAILING = ("diverged", "crashed")
@@ -60,3 +62,12 @@ def print_summary(rows: Sequence[JobRow], title: str = "multirun summary") -> No
     console.print(table)
     tally = ", ".join(f"{n} {status}" for status, n in sorted(counts(rows).items()))
     console.print(f"{len(rows)} jobs: {tally}")
+
+
+def trial_row(number: int, params: Mapping[str, Any], outcome: Any, prefix: str = "") -> JobRow:
+    """An Optuna trial's line (``outcome``: its ``sweep.trial_outcome.TrialOutcome``)."""
+    status = {"complete": outcome.job_status or "finished"}.get(outcome.kind, outcome.kind)
+    value = outcome.values[0] if outcome.values else None
+    shown = " ".join(as_override(k, v) for k, v in params.items())
+    detail = outcome.detail.splitlines()[0][:200] if outcome.detail else ""
+    return JobRow(number, prefix + shown, status, value, detail)
