@@ -217,7 +217,7 @@ def test_the_report_lists_shipped_experiments_and_a_users_own(target, launch, us
 def test_config_dirs_are_searched_in_order_before_the_shipped_ones(tmp_path, capsys):
     from bn_study.config.sources import conf_dir
     from bn_study.report.__main__ import main
-    from bn_study.report.spec import experiment_dirs, load_spec
+    from bn_study.report.load import experiment_dirs, load_spec
 
     first, second = tmp_path / "first", tmp_path / "second"
     for d, title in ((first, "first"), (second, "second")):

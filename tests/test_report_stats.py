@@ -10,7 +10,8 @@ from scipy import stats as sps
 from bn_study.errors import UserError
 from bn_study.report.claims import (AGREES, SPREAD, compare_published, epochs_to_reach, evaluate, evaluate_part)
 from bn_study.report.collect import Condition, RunRecord, override_choices
-from bn_study.report.spec import (Comparison, ClaimSpec, known_experiments, load_spec, parse_spec)
+from bn_study.report.load import known_experiments, load_spec, parse_spec
+from bn_study.report.spec import ClaimSpec, Comparison
 from bn_study.report.stats import (INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Region, combine, summarize, verdict,
                                    welch)
 

@@ -47,7 +47,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def list_experiments(dirs: Sequence[Path]) -> int:
     """One line per experiment: its name and the file it is read from (a --config-dir one shadows a shipped one)."""
-    from bn_study.report.spec import catalogue
+    from bn_study.report.load import catalogue
 
     found = catalogue(dirs)
     width = max((len(n) for n in found), default=0)
@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     # imported after argument parsing so --help stays instant
     from bn_study.errors import UserError
-    from bn_study.report.spec import experiment_dirs
+    from bn_study.report.load import experiment_dirs
 
     missing = [d for d in args.config_dirs if not d.is_dir()]
     if missing:  # as Hydra refuses a missing --config-dir

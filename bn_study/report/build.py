@@ -12,7 +12,8 @@ from bn_study.report import figures
 from bn_study.report.claims import PublishedResult, compare_published, evaluate
 from bn_study.report.collect import Condition, Study, collect, group, select
 from bn_study.report.render import FigureEntry, experiment_readme, index_readme
-from bn_study.report.spec import ExperimentDirs, FigureSpec, ReportSpec, experiment_dirs, known_experiments, load_spec
+from bn_study.report.load import ExperimentDirs, experiment_dirs, known_experiments, load_spec
+from bn_study.report.spec import FigureSpec, ReportSpec
 
 ARTIFACT_DIR = "report"  # under the sweep's parent run
 # a tuned study's arms differ in what the tuning chose: show it next to the result
