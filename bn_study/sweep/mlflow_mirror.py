@@ -110,8 +110,11 @@ class SweepTracking:
 
 def database_lock(config: DictConfig) -> Any:
     """Several searches may share one storage and start at once, on a fresh sqlite MLflow database; one set
-    up by two processes at the same time breaks, so whatever first touches it (the preflight's store check,
-    the parent run) takes turns under this lock."""
+    up by two processes at the same time breaks, so what first creates it (the parent run, with the database
+    and the experiment) takes turns under this lock, ``mlflow.db-lock`` beside the database.
+
+    Take it only after every check passed (the sweeper's ``check``): the preflight creates nothing, the lock
+    file is the first thing written, so a refused command leaves no lock behind."""
     uri = resolve_tracking_uri(config.tracking.uri, config.hydra.runtime.cwd)
     db = local_sqlite_file(uri)
     if db is None or not db.parent.is_dir():

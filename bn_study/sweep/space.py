@@ -30,16 +30,19 @@ from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Overrid
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from bn_study.errors import UserError
+from bn_study.util.overrides import bare_key, override_key
 
 CATEGORY_TYPES = (str, int, float, bool, type(None))
 
 
 def distribution_from_override(override: Override) -> BaseDistribution | None:
-    """The distribution a sweep override stands for; None for a fixed value."""
+    """The distribution a sweep override stands for; None for a fixed value. A space Optuna would refuse
+    (bounds the wrong way round, a log scale through 0, a step <= 0, no values) is a ``UserError``."""
     if not override.is_sweep_override():
         return None
     value = override.value()
     key = override.get_key_element()
+    given = _written(override)
     if isinstance(value, ChoiceSweep) or (isinstance(value, RangeSweep) and value.shuffle):
         # encode: strings keep the quoting they need to be passed back as an override
         choices = list(override.sweep_iterator(transformer=Transformer.encode))
@@ -47,22 +50,52 @@ def distribution_from_override(override: Override) -> BaseDistribution | None:
         if bad:
             raise UserError(f"{key}: choice {bad[0]!r} is not allowed in an Optuna search; "
                             "use numbers, strings, booleans or null.")
+        if not choices:
+            raise UserError(f"{given} is not allowed: it has no values to choose from; give at least one, "
+                            "e.g. choice(1, 2) or shuffle(range(1, 4)).")
         return CategoricalDistribution(choices)
     if isinstance(value, RangeSweep):
         start, stop, step = value.start, value.stop, value.step
         if stop is None:  # range(5) = range(0, 5)
             start, stop = 0, start
+        _check_bounds(given, start, stop, step=step)
         if any(isinstance(v, float) for v in (start, stop, step)):
             return FloatDistribution(float(start), float(stop), step=float(step))
         return IntDistribution(int(start), int(stop), step=int(step))
     if isinstance(value, IntervalSweep):
         log = "log" in value.tags
-        if isinstance(value.start, int) and isinstance(value.end, int):
+        integer = isinstance(value.start, int) and isinstance(value.end, int)
+        _check_bounds(given, value.start, value.end, log=log, integer=integer)
+        if integer:
             return IntDistribution(value.start, value.end, log=log)
-        if log and not value.start > 0:
-            raise UserError(f"{key}: tag(log, interval({value.start}, {value.end})) needs a lower bound > 0.")
         return FloatDistribution(float(value.start), float(value.end), log=log)
     raise UserError(f"{override.input_line!r} cannot be searched by Optuna; use choice, range or interval.")
+
+
+def _written(override: Override) -> str:
+    """The override as the user wrote it (``key=interval(1, 0.1)``), for messages."""
+    if override.input_line:
+        return override.input_line
+    return f"{override.get_key_element()}={override.get_value_element_as_str()}"
+
+
+def _check_bounds(given: str, low: Any, high: Any, *, step: Any = None, log: bool = False,
+                  integer: bool = False) -> None:
+    """What Optuna's distributions require of a range, said before Optuna raises."""
+    numbers = [v for v in (low, high, step) if v is not None]
+    if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) for v in numbers):
+        raise UserError(f"{given} is not allowed: its bounds must be finite numbers.")
+    if low > high:
+        raise UserError(f"{given} is not allowed: its lower bound {low} is above its upper bound {high}; "
+                        "write the lower bound first, e.g. interval(0.001, 0.1).")
+    if step is not None and not step > 0:
+        raise UserError(f"{given} is not allowed: its step {step} must be > 0.")
+    if log and integer and low < 1:
+        raise UserError(f"{given} is not allowed: a log scale over whole numbers needs a lower bound >= 1 "
+                        f"(got {low}).")
+    if log and not low > 0:
+        raise UserError(f"{given} is not allowed: a log scale needs a lower bound > 0 (got {low}), "
+                        "e.g. tag(log, interval(1e-4, 1)).")
 
 
 def params_from_overrides(arguments: Sequence[str]) -> tuple[dict[str, BaseDistribution], dict[str, str | None]]:
@@ -94,11 +127,6 @@ def split_overrides(arguments: Sequence[str]) -> tuple[dict[str, BaseDistributio
     return space, fixed
 
 
-def bare_key(name: str) -> str:
-    """``+experiment``, ``++experiment``, ``~experiment`` and ``experiment`` address the same key."""
-    return name.lstrip("+~")
-
-
 def as_override(name: str, value: Any) -> str:
     """``name=value`` in the grammar the job's config loader parses back to the same value."""
     if value is None and name.startswith("~"):
@@ -119,14 +147,10 @@ def merge_overrides(*layers: Iterable[str]) -> list[str]:
     merged: dict[str, str] = {}
     for layer in layers:
         for item in layer:
-            key = bare_key(item.split("=", 1)[0])
+            key = override_key(item)
             merged.pop(key, None)
             merged[key] = item
     return list(merged.values())
-
-
-def override_key(item: str) -> str:
-    return bare_key(item.split("=", 1)[0])
 
 
 def grid_values(name: str, distribution: BaseDistribution) -> list[Any]:

@@ -46,7 +46,9 @@ def connect(uri: str) -> MlflowClient:
 
 
 def check_reachable(uri: str) -> None:
-    """Before any training: the store can be written (sqlite) or the server answers (http)."""
+    """Before any training, and creating nothing: the server answers (http), the database accepts a
+    connection (postgresql, mysql, …), a local sqlite file is a database (when it exists). Whether a URI
+    is usable at all, and a sqlite file writable, is bn_study.config.rules.check_tracking_uri's business."""
     if uri.startswith(("http://", "https://")):
         import urllib.request
 
@@ -58,7 +60,64 @@ def check_reachable(uri: str) -> None:
             raise UserError(f"tracking.uri={uri!r}: no MLflow server answers there ({err}); start one "
                             "(python -m bn_study.server start) or point tracking.uri elsewhere.") from None
         raise UserError(f"tracking.uri={uri!r}: the server answered /health with an error; is it an MLflow server?")
-    connect(uri)
+    db = local_sqlite_file(uri)
+    if db is not None:
+        _check_sqlite_database(uri, db)
+        return
+    if uri.split(":", 1)[0].split("+", 1)[0].lower() in DATABASE_PORTS:
+        _check_database_server(uri)
+
+
+# default ports of the database servers MLflow can keep runs in
+DATABASE_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}
+
+
+def _check_database_server(uri: str) -> None:
+    """The URL's Python driver imports and its server accepts a connection (a TCP connect, not MLflow's
+    client, which retries a dead server for most of an hour and creates its tables on connecting)."""
+    import socket
+
+    from sqlalchemy.engine import make_url
+
+    shown = _display(uri)
+    try:
+        url = make_url(uri)
+        url.get_dialect().import_dbapi()
+    except ImportError as err:
+        raise UserError(f"tracking.uri={shown!r}: the tracking database cannot be opened (its driver is not "
+                        f"installed: {err}); install it, or name an installed one: {url.get_backend_name()}+<driver>://….") from None
+    except Exception as err:  # noqa: BLE001 - not a URL SQLAlchemy can read
+        raise UserError(f"tracking.uri={shown!r}: the tracking database cannot be opened ({err}).") from None
+    port = url.port or DATABASE_PORTS[url.get_backend_name()]
+    try:
+        socket.create_connection((url.host or "localhost", port), timeout=5).close()
+    except OSError as err:
+        raise UserError(f"tracking.uri={shown!r}: the tracking database cannot be opened (no server answers at "
+                        f"{url.host}:{port}: {err.strerror or err}); check the URI and that the server is running.") from None
+
+
+def _check_sqlite_database(uri: str, db: Path) -> None:
+    """An existing, non-empty file must be an SQLite database (read only; a missing one MLflow creates later)."""
+    if not db.is_file() or db.stat().st_size == 0:
+        return
+    try:
+        with open(db, "rb") as f:
+            header = f.read(16)
+    except OSError as err:
+        raise UserError(f"tracking.uri={uri!r} cannot be read ({err.strerror}).") from None
+    if header != b"SQLite format 3\x00":
+        raise UserError(f"tracking.uri={uri!r}: {db} is not an SQLite database; point tracking.uri at a new "
+                        "file or an MLflow database.")
+
+
+def _display(uri: str) -> str:
+    """The URI without its password."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(uri).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a URL SQLAlchemy knows: show the scheme only
+        return uri.split("://", 1)[0] + "://…"
 
 
 def ensure_experiment(client: MlflowClient, name: str, uri: str) -> str:

@@ -31,11 +31,35 @@ class GridSweeper(BasicSweeper):
 
     def all_jobs(self, arguments: list[str]) -> list[list[str]]:
         """The grid's jobs, expanded as BasicSweeper.sweep expands them."""
+        from bn_study.errors import UserError
+
         params_conf = self._parse_config()
         params_conf.extend(arguments)
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        batches = self.split_arguments(parser.parse_overrides(params_conf), None)
+        overrides = parser.parse_overrides(params_conf)
+        for override in overrides:
+            if override.is_interval_sweep():  # BasicSweeper would raise a HydraException mid-sweep
+                raise UserError(f"{override.input_line} is not allowed in a grid: an interval is a range for a "
+                                "search to sample; give the grid a list (a,b,c), choice(…) or range(…), or search "
+                                "it with hparams_search=optuna.")
+        batches = self.split_arguments(overrides, None)
         return [list(job) for batch in batches for job in batch]
+
+    def compose_all(self, jobs: list[list[str]], labels: list[str]) -> list[DictConfig]:
+        """Every job's config, composed as its launcher will compose it; a job that does not compose (a wrong
+        type in a grid, ``epochs=1,abc``) is named."""
+        from hydra.errors import CompactHydraException
+
+        from bn_study.errors import UserError, describe_config_error
+        from bn_study.sweep.compose import compose_jobs
+
+        configs = []
+        for job, label in zip(jobs, labels):
+            try:
+                configs.extend(compose_jobs(self, [job]))
+            except CompactHydraException as err:
+                raise UserError(f"{label}: {describe_config_error(err)}") from None
+        return configs
 
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         pass  # sweep() composed and checked every job before the first batch
@@ -43,13 +67,20 @@ class GridSweeper(BasicSweeper):
     def sweep(self, arguments: list[str]) -> Any:
         # Imported here, not at module level: Hydra's plugin scan imports this module on every start,
         # and torch + MLflow would add seconds to commands that never sweep.
+        from bn_study.errors import UserError
         from bn_study.tracking.parent import ParentRun, sweep_description
         from bn_study.preflight import preflight
-        from bn_study.sweep.compose import compose_jobs, job_labels
+        from bn_study.sweep.compose import job_labels
         from bn_study.sweep.summary import any_failed, counts, job_row, print_summary
 
+        if self.max_batch_size is not None and (not isinstance(self.max_batch_size, int) or self.max_batch_size < 1):
+            raise UserError(f"hydra.sweeper.max_batch_size={self.max_batch_size!r} is not allowed; it must be a "
+                            "whole number >= 1, or null (all jobs in one batch).")
+        # every check before anything exists: the launcher's settings, then every job of the grid
         jobs = self.all_jobs(arguments)
-        preflight(compose_jobs(self, jobs), self.config.hydra.runtime.cwd, job_labels(jobs))
+        labels = job_labels(jobs)
+        preflight(self.compose_all(jobs, labels), self.config.hydra.runtime.cwd, labels,
+                  launcher=self.config.hydra.launcher)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")

@@ -31,9 +31,8 @@ stage are ``optuna_run``, each job's overrides ``optuna_plan``.
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import optuna
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn
 from hydra.plugins.sweeper import Sweeper
@@ -41,9 +40,12 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from bn_study.errors import UserError
-from bn_study.sweep import trial_outcome as optuna_outcome, storage as optuna_storage, sweep_dir as optuna_sweep_dir
-from bn_study.sweep.plan import SearchPlan
-from bn_study.sweep.search import SweepRun, check_direction
+
+# Optuna and the search modules (which import it) load when a sweep starts, not at Hydra's plugin scan,
+# which imports this module on every start, `--cfg job` included.
+if TYPE_CHECKING:
+    from bn_study.sweep.plan import SearchPlan
+    from bn_study.sweep.search import SweepRun
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,10 @@ class TracedTask:
         self.task = task
 
     def __call__(self, cfg: DictConfig) -> Any:
+        import optuna
+
+        from bn_study.sweep import trial_outcome as optuna_outcome
+
         try:
             return self.task(cfg)
         except optuna.TrialPruned:
@@ -85,7 +91,11 @@ class OptunaSweeper(Sweeper):
                             "it must be a number from 0.0 to 1.0.")
         self.max_failure_rate = float(max_failure_rate)
         self.params = _plain(params) or {}
-        self.pruner = pruner if pruner is not None else optuna.pruners.NopPruner()
+        if pruner is None:
+            import optuna
+
+            pruner = optuna.pruners.NopPruner()
+        self.pruner = pruner
         self.trial_overrides = [str(o) for o in (trial_overrides or [])]
         self.arms = {str(k): str(v) for k, v in (_plain(arms) or {}).items()} or None
         final = _plain(final)
@@ -106,6 +116,8 @@ class OptunaSweeper(Sweeper):
     # --- the sweep ---------------------------------------------------------------------------------
 
     def sweep(self, arguments: list[str]) -> None:
+        from bn_study.sweep.plan import SearchPlan
+
         assert self.config is not None and self.launcher is not None
         config = self.config
         plan = SearchPlan.build(arguments, self.params, self.arms, self.trial_overrides, self.final_overrides)
@@ -113,6 +125,8 @@ class OptunaSweeper(Sweeper):
         if project:
             from bn_study.sweep import mlflow_mirror as optuna_mlflow
 
+            # every mistake a user can make stops here, before a study, a file, a lock or a run exists
+            self.check(plan)
             with optuna_mlflow.database_lock(config):  # only the setup: the searches then run side by side
                 run = self._start(plan, project)
         else:
@@ -138,13 +152,13 @@ class OptunaSweeper(Sweeper):
         return None
 
     def _start(self, plan: "SearchPlan", project: bool) -> "SweepRun":
-        """Checks, storage, sweep dir and (for bn_study) the MLflow parent run: everything before the trials."""
+        """Storage, sweep dir and (for bn_study) the MLflow parent run: everything before the trials."""
+        from bn_study.sweep import storage as optuna_storage, sweep_dir as optuna_sweep_dir
+        from bn_study.sweep.search import SweepRun, check_direction
+
         config = self.config
         assert config is not None
         launch_dir = str(config.hydra.runtime.cwd)
-        if project:  # every mistake a user can make stops here, before a study, a file or a run exists
-            probes = plan.probes()
-            self.preflight([job for job, _ in probes], [label for _, label in probes])
         resolved = optuna_storage.resolve_storage(self.storage_spec, launch_dir)
         storage = optuna_storage.open_storage(self.storage_spec, launch_dir) if resolved is not None \
             else optuna_storage.new_in_memory_storage()
@@ -171,12 +185,33 @@ class OptunaSweeper(Sweeper):
                                               "optuna_studies": ", ".join(plan.study_names(self.study_name))})
         return SweepRun(self, plan, storage, resolved, tracking, project)
 
+    def check(self, plan: "SearchPlan") -> None:
+        """Everything checked before the setup: the storage's location, the launcher, and jobs that touch every
+        choice and bound of the search space (per arm) plus each arm's final job."""
+        from bn_study.config.rules import check_optuna_storage
+        from bn_study.sweep import storage as optuna_storage
+
+        assert self.config is not None
+        launch_dir = str(self.config.hydra.runtime.cwd)
+        check_optuna_storage(optuna_storage.resolve_storage(self.storage_spec, launch_dir), launch_dir)
+        probes = plan.probes()
+        self.preflight([job for job, _ in probes], [label for _, label in probes])
+
     def preflight(self, jobs: list[list[str]], labels: list[str]) -> None:
+        from hydra.errors import CompactHydraException
+
+        from bn_study.errors import describe_config_error
         from bn_study.preflight import preflight
         from bn_study.sweep.compose import compose_jobs
 
         assert self.config is not None
-        preflight(compose_jobs(self, jobs), self.config.hydra.runtime.cwd, labels)
+        configs = []
+        for job, label in zip(jobs, labels):
+            try:
+                configs.extend(compose_jobs(self, [job]))
+            except CompactHydraException as err:  # a value of the wrong type in the search space
+                raise UserError(f"{label}: {describe_config_error(err)}") from None
+        preflight(configs, self.config.hydra.runtime.cwd, labels, launcher=self.config.hydra.launcher)
 
     def launch(self, jobs: list[list[str]]) -> Sequence[JobReturn]:
         jobs = [[*job, *self.job_overrides] for job in jobs]
