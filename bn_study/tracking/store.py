@@ -14,6 +14,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from bn_study.errors import UserError
+from bn_study.tracking import fresh_store
 from bn_study.util.names import slug
 
 
@@ -42,7 +43,11 @@ def connect(uri: str) -> MlflowClient:
             raise UserError(f"tracking.uri={uri!r} cannot be written ({probe} is not a writable "
                             f"{'file' if probe == db else 'directory'}); launch from a writable directory or set "
                             "tracking.uri.")
-    return MlflowClient(uri)
+    fresh = db is not None and not db.exists() and not fresh_store.seed(db)
+    client = MlflowClient(uri)
+    if fresh:  # MLflow has just built an empty store: the next new one can start as its copy
+        fresh_store.keep(db)
+    return client
 
 
 def check_reachable(uri: str) -> None:
