@@ -12,7 +12,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from bn_study.config.rules import member_seeds, resolve_device, validate_config
+from bn_study.config.rules import member_seeds, validate_config
+from bn_study.train.device import resolve_device
 from bn_study.tracking.resume import config_hash
 from bn_study.train.threads import set_threads
 from bn_study.util.paths import resolve_path

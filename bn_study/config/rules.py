@@ -16,20 +16,19 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from bn_study.data import SOURCE_NAMES, check_root_writable
+from bn_study.data import SOURCE_NAMES, VAL_SPLITS, check_root_writable
 from bn_study.data.catalog import DATASETS, get_dataset
 from bn_study.data.splits import HOLDOUT_SIZE
 from bn_study.config.places import check_directory_writable, check_optuna_storage, check_tracking_uri
 from bn_study.errors import UserError, describe_config_error
+from bn_study.train.device import resolve_device
 from bn_study.train.engines import ENGINES, resolve_engine
 from bn_study.train.losses import LOSSES
 from bn_study.train.model import ACTIVATIONS, HEADS, NORM_KINDS, POSITIONS, check_init
@@ -37,10 +36,8 @@ from bn_study.train.optim import check_optimizer
 
 METRICS = ("val_acc", "val_loss", "train_acc", "train_loss")
 DIRECTIONS = ("minimize", "maximize")
-VAL_SPLITS = ("test", "holdout")
 HEAD_FOR_LOSS = {"ce": ("softmax",), "mse": ("sigmoid", "leaky_relu"), "bce": ("sigmoid",)}
 SEED_MAX = 2**64 - 1  # torch.manual_seed's largest
-_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 JOBLIB_BACKENDS = (None, "loky", "multiprocessing", "threading")
 __all__ = ["validate_config", "validate_launcher", "check_tracking_uri", "check_optuna_storage",
            "check_directory_writable", "resolve_device", "train_size", "val_size", "member_seeds"]
@@ -91,21 +88,6 @@ def _text(key: str, value: Any, what: str) -> str:
 
 
 # --- values the task asks for ----------------------------------------------------------------------
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` = the first CUDA device when there is one, else the CPU."""
-    if not isinstance(name, str) or not _DEVICE.match(name):
-        raise UserError(f"device={name!r} is not allowed; choose auto, cpu, cuda or cuda:N.")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UserError(f"device={name!r} is not available: this machine has no CUDA GPU; use device=cpu or auto.")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise UserError(f"device={name!r} does not exist; this machine has cuda:0..cuda:{torch.cuda.device_count() - 1}.")
-    return device
-
 
 def train_size(name: str, val: str, limit_train: int | None) -> int:
     """How many images one epoch walks through, known from the config alone."""

@@ -16,6 +16,7 @@ from bn_study.data.acquire import DEFAULT_SOURCES, ensure_raw
 from bn_study.data.catalog import IMAGE_SIDE, NUM_FEATURES, DatasetSpec, get_dataset
 from bn_study.data.paths import normalize_root
 from bn_study.errors import UserError
+from bn_study.train.device import resolve_device
 
 VAL_SPLITS = ("test", "holdout")
 HOLDOUT_SIZE = 10_000  # the last 10k training images, the classic 50k/10k split
@@ -95,7 +96,7 @@ def load_splits(
     spec = get_dataset(name)
     if val not in VAL_SPLITS:
         raise UserError(f"data.val {val!r} is not allowed; use one of {', '.join(repr(v) for v in VAL_SPLITS)}")
-    target = _parse_device(device)
+    target = device if isinstance(device, torch.device) else resolve_device(device)
     data = _decoded(spec, root, sources)
 
     if val == "holdout":
@@ -135,16 +136,6 @@ def _check_limit(limit: object, available: int, val: str) -> int:
             f"data.limit_train {n} is out of range; with data.val={val!r} it must be from 1 to {available}, or null"
         )
     return n
-
-
-def _parse_device(device: str | torch.device) -> torch.device:
-    try:
-        target = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        raise UserError(f"device {device!r} is not a torch device; use e.g. 'cpu', 'cuda' or 'cuda:0'") from None
-    if target.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device {device!r} asks for CUDA, which this machine does not have; use 'cpu'")
-    return target
 
 
 def _decoded(spec: DatasetSpec, root: str | os.PathLike[str], sources: Sequence[str]) -> _Decoded:
