@@ -278,6 +278,17 @@ def test_tracking_uri_on_a_path_that_cannot_hold_a_database(cli, tmp_path_factor
                    tmp_path)
 
 
+@pytest.mark.parametrize("multirun", [False, True], ids=["single run", "multirun"])
+def test_missing_data_is_refused_before_the_store_is_created(cli, tmp_path_factory, tmp_path, multirun):
+    """The data is looked for last: by then nothing may exist yet (once an empty mlflow.db was left behind)."""
+    empty = tmp_path_factory.mktemp("no-data")
+    args = ["-m", "act=sigmoid,relu"] if multirun else []
+    result = cli(*args, *QUICK, f"data.root={empty}", "data.sources=[local]")
+    assert result.code == 2 and "local: no files there" in result.err and "Traceback" not in result.err
+    assert result.err.count("\n") == 1
+    assert_nothing_written(tmp_path)
+
+
 def test_tracking_uri_from_the_environment(cli, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "garbage")
     assert_refused(cli(*QUICK), ["MLFLOW_TRACKING_URI='garbage'", "sqlite:///"], tmp_path)
