@@ -72,8 +72,8 @@ class JobPlan:
     @classmethod
     def from_config(cls, cfg: DictConfig) -> JobPlan:
         # The launching process checked every job already; a job launched by a foreign sweeper was not.
-        validate_config(cfg)
         context = JobContext.current()
+        validate_config(cfg, launch_dir=context.launch_dir)
         set_threads(cfg.threads, cfg.batch_size, context.parallel_jobs)
         seeds = member_seeds(cfg)
         configs = {seed: member_config(cfg, seed) for seed in seeds}
