@@ -606,3 +606,27 @@ def test_real_mnist() -> None:
     assert abs(float(s.train_x.std()) - 0.3081) < 1e-4
     assert s.train_y[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
     assert s.test_y[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
+
+
+def test_idx_decode_reads_what_encode_wrote_and_refuses_what_is_not_idx() -> None:
+    from bn_study.data import idx
+
+    images = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    labels = np.array([7, 2], dtype=np.uint8)
+    assert np.array_equal(idx.decode(idx.encode_images(images)), images)
+    assert np.array_equal(idx.decode(idx.encode_labels(labels)), labels)
+    with pytest.raises(ValueError, match="header says 2x3x4 values, the file holds 23"):
+        idx.decode(idx.encode_images(images)[:-1])
+    with pytest.raises(ValueError, match="not an IDX file"):
+        idx.decode(b"\x89PNG\r\n\x1a\n" + bytes(40))
+
+
+def test_the_splits_are_what_torchvision_reads_from_the_same_files(synthetic_root: Path) -> None:
+    import torchvision.datasets
+
+    s = load_splits("mnist", synthetic_root, sources=("local",))
+    train = torchvision.datasets.MNIST(str(synthetic_root), train=True, download=False)
+    test = torchvision.datasets.MNIST(str(synthetic_root), train=False, download=False)
+    assert torch.equal(s.train_x, train.data.reshape(len(train), -1).float() / 255)
+    assert torch.equal(s.train_y, train.targets) and torch.equal(s.val_y, test.targets)
+    assert torch.equal(s.val_x, test.data.reshape(len(test), -1).float() / 255)

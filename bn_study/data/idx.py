@@ -1,7 +1,8 @@
-"""Encode arrays in the IDX format (LeCun's MNIST files) that torchvision reads."""
+"""The IDX format of LeCun's MNIST files (what torchvision reads): encoded, and decoded without torchvision."""
 
 from __future__ import annotations
 
+import math
 import struct
 
 import numpy as np
@@ -24,3 +25,16 @@ def encode_labels(labels: np.ndarray) -> bytes:
     if labels.dtype != np.uint8 or labels.ndim != 1:
         raise ValueError(f"IDX labels must be uint8 [N], got {labels.dtype} {labels.shape}")
     return struct.pack(">II", LABEL_MAGIC, labels.shape[0]) + np.ascontiguousarray(labels).tobytes()
+
+
+def decode(data: bytes) -> np.ndarray:
+    """IDX bytes of unsigned bytes → an array of the shape the header gives (a read-only view of ``data``);
+    ``ValueError`` when the header is not one or the size disagrees with it."""
+    if len(data) < 4 or data[:2] != b"\0\0" or data[2] != 0x08 or data[3] not in (1, 3):
+        raise ValueError("not an IDX file of unsigned bytes with 1 or 3 dimensions")
+    ndim = data[3]
+    body = 4 + 4 * ndim
+    dims = struct.unpack(f">{ndim}I", data[4:body])
+    if len(data) - body != math.prod(dims):
+        raise ValueError(f"the header says {'x'.join(map(str, dims))} values, the file holds {len(data) - body}")
+    return np.frombuffer(data, dtype=np.uint8, offset=body).reshape(dims)
