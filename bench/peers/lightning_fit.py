@@ -21,14 +21,13 @@ Needs ``pip install lightning``.
 
 from __future__ import annotations
 
-import argparse
-import os
 
 import lightning as L
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
-from torchvision.datasets import MNIST
+from torch.utils.data import DataLoader
+
+from common import arguments, tensors
 
 
 class ArticleMLP(L.LightningModule):
@@ -73,17 +72,8 @@ class ArticleMLP(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.01, momentum=0.9, nesterov=True)
 
 
-def tensors(root: str, train: bool) -> TensorDataset:
-    """The whole split as one float tensor once: per-item ToTensor() would dominate the run."""
-    ds = MNIST(root=root, train=train, download=False)
-    return TensorDataset(ds.data.reshape(-1, 784).float() / 255, ds.targets)
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-root", default=os.environ.get("BN_STUDY_DATA", "data"))
-    parser.add_argument("--epochs", type=int, default=10)
-    args = parser.parse_args()
+    args = arguments(__doc__.splitlines()[0])
 
     L.seed_everything(0)
     train_loader = DataLoader(tensors(args.data_root, True), batch_size=128, shuffle=True)
