@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from bn_study.data import SOURCE_NAMES, VAL_SPLITS, check_root_writable
@@ -33,6 +33,7 @@ from bn_study.train.engines import ENGINES, resolve_engine
 from bn_study.train.losses import LOSSES
 from bn_study.train.model import ACTIVATIONS, HEADS, NORM_KINDS, POSITIONS, check_init
 from bn_study.train.optim import check_optimizer
+from bn_study.util.overrides import bare_key
 
 METRICS = ("val_acc", "val_loss", "train_acc", "train_loss")
 DIRECTIONS = ("minimize", "maximize")
@@ -128,7 +129,25 @@ def validate_config(cfg: DictConfig, *, check_paths: bool = True, launch_dir: st
         raise UserError(describe_config_error(err, cfg)) from None
 
 
+def _check_boolean_overrides(cfg: DictConfig) -> None:
+    """OmegaConf reads any number as a bool (``shuffle=5`` is true): on the command line, a key whose value
+    is a bool may only be set to true or false."""
+    overrides = OmegaConf.select(cfg, "hydra.overrides.task", default=None)
+    if not overrides:
+        return
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    for override in OverridesParser.create().parse_overrides([str(o) for o in overrides]):
+        if override.is_sweep_override() or override.is_delete():
+            continue
+        key, value = bare_key(override.key_or_group), override.value()
+        if isinstance(value, (int, float)) and not isinstance(value, bool) \
+                and isinstance(OmegaConf.select(cfg, key, default=None), bool):
+            raise UserError(f"{key}={value} is not allowed; it must be true or false.")
+
+
 def _validate(cfg: DictConfig, check_paths: bool, launch_dir: Path) -> None:
+    _check_boolean_overrides(cfg)
     _one_of("data.name", cfg.data.name, tuple(DATASETS))  # first: the sizes of its splits bound other values
     _check_model(cfg)
     _check_norm(cfg)
