@@ -18,8 +18,6 @@ from bn_study.tracking.resume import config_hash
 from bn_study.train.threads import set_threads
 from bn_study.util.paths import resolve_path
 
-__all__ = ["JobContext", "JobPlan", "member_config", "resolve_path"]
-
 
 @dataclass(frozen=True)
 class JobContext:

@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from bn_study.config.rules import check_tracking_uri, validate_config, validate_launcher
 from bn_study.data import ensure_raw
 from bn_study.errors import UserError, exit_for_user
-from bn_study.job import resolve_path
+from bn_study.util.paths import resolve_path
 from bn_study.tracking.store import check_reachable, resolve_tracking_uri
 
 

@@ -74,9 +74,10 @@ class MemberTracking:
             for r in done.values():
                 ctx.client.set_tag(r.info.run_id, reused_tag(ctx.parent_run_id), "true")
         todo = [seed for seed in plan.seeds if seed not in done]
-        checkpoint = Checkpoint(job.path(cfg.checkpoint_dir), job_hash([plan.hashes[s] for s in todo]))
+        todo_hashes = [plan.hashes[s] for s in todo]
+        checkpoint = Checkpoint(job.path(cfg.checkpoint_dir), job_hash(todo_hashes))
         saved = checkpoint.load() if resume and todo else None
-        if saved and not resumable_run_ids(ctx.client, saved, [plan.hashes[s] for s in todo]):
+        if saved and not resumable_run_ids(ctx.client, saved, todo_hashes):
             saved = None
         return cls(plan, ctx, reporter, done, todo, checkpoint, saved)
 
