@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         optimizer_cfg = SGD_KERAS if name == "article" else (ADAM if args.book_optimizer == "adam" else SGD_PLAIN)
         splits = workload_data(name, device, book_steps, args.article_limit)
         n = splits.train_x.shape[0]
-        print(f"\n{name}: batch {w['batch_size']}, {optimizer_cfg['name']}, {n} samples per timed repeat, "
+        print(f"\n{name}: batch {w['batch_size']}, {optimizer_cfg['_target_'].rsplit('.', 1)[-1]}, {n} samples per timed repeat, "
               f"{args.repeats} repeats, unit {w['unit']}")
         plan = []
         for variant in variants:

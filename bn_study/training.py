@@ -90,6 +90,10 @@ class JobTraining:
                 if self.reporter is not None and not any(report.failures):
                     self.reporter.report(report.epoch, objective_value([report], report.failures,
                                                                        cfg.objective.metric, cfg.objective.direction))
+        fallback = getattr(self.step, "fallback", None)  # engine=graph gave up its CUDA graphs: say so on the runs
+        if fallback:
+            for r in self.runs:
+                r.set_tags({"engine_fallback": f"eager after the CUDA graph failed: {fallback}"})
         self._log_test_metrics()
         if cfg.tracking.figures:
             self._log_figures(probe)

@@ -18,7 +18,8 @@ import pytest
 import torch
 
 from bn_study.data import Splits
-from bn_study.train.engines import ENGINES, GraphStep, build_engine, resolve_engine
+from bn_study.train.engines import ENGINES, build_engine, resolve_engine
+from bn_study.train.graph import GraphStep
 from bn_study.errors import UserError
 from bn_study.train.loop import TrainSpec, fit, new_state
 from bn_study.train.members import Members
@@ -240,6 +241,87 @@ def test_a_checkpoint_from_a_graph_run_loads_into_a_cpu_optimizer():
     step_again(x, y, None)  # a capturable Adam on the CPU would raise here
 
 
+# -- the safety net: a graph that cannot be recorded or launched ------------------------------------
+
+class ScriptedRecorder:
+    """CUDA graphs' protocol on the CPU: warm-up runs the body, recording computes nothing and returns a
+    replay that runs the body — and a failure on cue, where a real capture or launch would raise."""
+
+    def __init__(self, fail_record: int | None = None, fail_replay: int | None = None, fail_warm: bool = False):
+        self.fail_record, self.fail_replay, self.fail_warm = fail_record, fail_replay, fail_warm
+        self.warms = self.records = self.replays = 0
+
+    def warm(self, body):
+        self.warms += 1
+        if self.fail_warm:
+            raise RuntimeError("the step itself is broken")
+        body()
+
+    def record(self, body):
+        self.records += 1
+        if self.records == self.fail_record:
+            raise RuntimeError("CUDA error: operation not permitted when stream is capturing\nCUDA kernel errors ...")
+
+        def replay():
+            self.replays += 1
+            if self.replays == self.fail_replay:
+                raise RuntimeError("CUDA error: the graph could not be launched")
+            body()
+
+        return replay
+
+
+def scripted_graph(recorder, seeds=(0, 1), norm=NORMS["bn2"], optimizer=OPTIMIZERS["adam"], run_spec=None):
+    run_spec = run_spec or spec(seeds)
+    splits, members = data(), models(seeds, norm)
+    opt = build_optimizer(members.net.parameters(), optimizer)
+    step = GraphStep(members, member_loss(run_spec.loss), opt, torch.device("cpu"), recorder=recorder)
+    return members, list(fit(new_state(members, opt, seeds), splits, run_spec, step)), step
+
+
+def fallback_lines(caplog):
+    return [r for r in caplog.records if "continuing on the eager engine" in r.getMessage()]
+
+
+def test_scripted_graphs_train_what_the_eager_step_trains():
+    """The fake is faithful: with no failure both shapes are 'graphs' and the training is the eager one."""
+    seeds = (0, 1)
+    recorder = ScriptedRecorder()
+    got, got_reports, step = scripted_graph(recorder)
+    assert sorted(step.captured) == [("index", 2), ("index", 32)] and step.fallback is None
+    # 50 steps: per shape 3 warm-ups, then every step a replay (the recording's own step included)
+    assert (recorder.warms, recorder.records, recorder.replays) == (6, 2, 44)
+    want, want_reports = todays(seeds, NORMS["bn2"], OPTIMIZERS["adam"], spec(seeds))
+    assert_identical(got, got_reports, want, want_reports)
+
+
+@pytest.mark.parametrize("failure", [{"fail_record": 1}, {"fail_record": 2}, {"fail_replay": 1}, {"fail_replay": 17}],
+                         ids=["first-capture", "second-shape-capture", "first-launch", "a-later-launch"])
+def test_a_failed_capture_or_launch_goes_on_eagerly_from_the_same_state(failure, caplog):
+    seeds = (0, 1)
+    recorder = ScriptedRecorder(**failure)
+    with caplog.at_level("WARNING", logger="bn_study"):
+        got, got_reports, step = scripted_graph(recorder)
+    # bit for bit the eager engine's training: the failed step is neither lost nor applied twice
+    want, want_reports = todays(seeds, NORMS["bn2"], OPTIMIZERS["adam"], spec(seeds))
+    assert_identical(got, got_reports, want, want_reports)
+    lines = fallback_lines(caplog)
+    assert len(lines) == 1 and "\n" not in lines[0].getMessage()
+    assert lines[0].getMessage().startswith("engine=graph: the CUDA graph of the ")
+    assert step.fallback.startswith("RuntimeError: CUDA error: ") and "\n" not in step.fallback
+    # graphs were given up for good: no shape is recorded or replayed again
+    records, replays = recorder.records, recorder.replays
+    assert step.captured == [] and step.recorder is None
+    list(fit(new_state(got, step.optimizer, seeds), data(), spec(seeds, epochs=1), step))
+    assert (recorder.records, recorder.replays) == (records, replays)
+
+
+def test_a_failing_step_is_the_jobs_error_not_a_graph_fallback(caplog):
+    with caplog.at_level("WARNING", logger="bn_study"), pytest.raises(RuntimeError, match="step itself is broken"):
+        scripted_graph(ScriptedRecorder(fail_warm=True))
+    assert fallback_lines(caplog) == []
+
+
 # -- CUDA: the captured graphs (run where a GPU is lent) ---------------------------------------------
 
 @CUDA
@@ -321,3 +403,29 @@ def test_graph_rerecords_when_the_optimizer_state_is_replaced_after_capture():
     got = list(fit(state, splits, spec(seeds, epochs=4), step))
     want = list(fit(ref_state, splits, spec(seeds, epochs=4), ref_step))
     assert_close(members, got, reference, want)
+
+
+@CUDA
+def test_a_real_capture_failure_on_cuda_goes_on_eagerly(caplog):
+    """An op that is illegal while a stream captures (a device sync) breaks the real capture: the job
+    says so once and finishes on the eager path, close to the eager engine's training."""
+    from bn_study.train.graph import CudaRecorder
+
+    class SyncingRecorder(CudaRecorder):
+        def record(self, body):
+            def with_sync():
+                body()
+                torch.cuda.synchronize()  # not permitted during capture
+
+            return super().record(with_sync)
+
+    seeds, norm, optimizer = (0, 1), NORMS["bn2"], OPTIMIZERS["adam"]
+    run = spec(seeds)
+    want, want_reports, _ = with_engine("eager", seeds, norm, optimizer, run, device="cuda")
+    splits, members = data(device="cuda"), models(seeds, norm)
+    opt, _ = build_engine("graph", members, "ce", optimizer, torch.device("cuda"))
+    step = GraphStep(members, member_loss("ce"), opt, torch.device("cuda"), recorder=SyncingRecorder(torch.device("cuda")))
+    with caplog.at_level("WARNING", logger="bn_study"):
+        got_reports = list(fit(new_state(members, opt, seeds), splits, run, step))
+    assert len(fallback_lines(caplog)) == 1 and step.captured == [] and step.fallback
+    assert_close(members, got_reports, want, want_reports)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from bn_study.data import Splits
 from bn_study.train.losses import MemberLoss, member_loss, needs_onehot
@@ -85,7 +85,7 @@ ProgressFn = Callable[[int, "list[float] | None"], None]
 class IndexedStep(Protocol):
     """A step that takes each batch from the resident data itself, by index, and keeps the epoch's sums.
 
-    ``engines.GraphStep`` is one: it gathers the batch inside its CUDA graph, so one graph replay is one
+    ``graph.GraphStep`` is one: it gathers the batch inside its CUDA graph, so one graph replay is one
     whole step with no launch outside it. ``train_epoch`` prefers this path when the step offers it.
     """
 
