@@ -14,6 +14,7 @@ import torch
 from omegaconf import DictConfig
 
 from bn_study.data import Splits
+from bn_study.data.catalog import DATASETS
 from bn_study.job import JobPlan
 from bn_study.sweep.outcome import objective_value
 from bn_study.tracking import figures
@@ -139,6 +140,8 @@ class JobTraining:
                 members.net.train()
             outputs = outputs[:, 0].cpu().numpy()
         layer_names = hidden_activation_names(members.template)
+        known = DATASETS.get(splits.name)
+        classes = known.classes if known else None
         for k, r in enumerate(self.runs):
             history = [rep.metrics[k] for rep in self.history if rep.failures[k] is None]
             if history:
@@ -149,7 +152,7 @@ class JobTraining:
             if outputs is not None:
                 index = int(cfg.model.show_record)
                 label = int(splits.test_y[index])
-                _save(r, figures.record_outputs(outputs[k], label, index, r.name), f"record_{index}.png")
+                _save(r, figures.record_outputs(outputs[k], label, index, r.name, classes), f"record_{index}.png")
                 r.log_text(" ".join(f"{v:.6f}" for v in outputs[k]) + "\n", f"record_{index}_outputs.txt")
 
 

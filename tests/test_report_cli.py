@@ -114,6 +114,9 @@ def store(tmp_path_factory) -> FakeStore:
     trial = s.client.create_run(s.experiment("tuned_demo"), tags={"mlflow.parentRunId": s.fair, "stage": "tune",
                                                                 "condition": "optimizer.lr=0.9"})
     s.client.set_terminated(trial.info.run_id, "FINISHED")
+    # the article's question asked of Fashion-MNIST, where (in this fake) BN barely speeds sigmoid up
+    s.fashion = s.sweep("fashion_bn", {k: {**v, "params": {"data.name": "fashion_mnist"}}
+                                       for k, v in article(sigmoid_bn_epoch1=0.14).items()})
     return s
 
 
@@ -266,3 +269,31 @@ def test_only_running_sweep_says_how_to_report_it(store, tmp_path, capsys):
     assert report(store, tmp_path, "batch_size", "--parent", pid, "--no-artifacts") == 0
     readme = (tmp_path / "batch_size" / "README.md").read_text()
     assert "RUNNING" in readme and "no condition of this sweep matches" in readme  # claims need the missing arms
+
+
+def test_a_study_compared_with_another_judges_both_by_the_same_claims(store, tmp_path):
+    """fashion_bn.yaml: bn_vs_none's report section (extends) and a side-by-side with bn_vs_none's latest sweep."""
+    assert report(store, tmp_path, "fashion_bn", "--no-artifacts") == 0
+    text = (tmp_path / "fashion_bn" / "README.md").read_text()
+    assert "> Data: Fashion-MNIST (`data=fashion_mnist`), 60000 training and 10000 test images; labels: 0 T-shirt/top, " \
+           "1 Trouser" in text and "9 Ankle boot" in text
+    assert "## Side by side with `bn_vs_none` (data not recorded)" in text
+    assert f"its latest sweep `{store.bn}` (20 runs" in text  # the finished one, not the RUNNING newer one
+    section = text[text.index("## Side by side"):text.index("## Final metrics")]
+    row = next(ln for ln in section.splitlines() if ln.startswith("| **1. BN speeds up sigmoid convergence a lot**"))
+    # here +3 pp (0.14 vs 0.11): not "a lot"; on bn_vs_none's sweep +81 pp: supported
+    assert row.split(" | ")[1].startswith("+3.00 pp") and row.split(" | ")[3].startswith("+81.00 pp")
+    assert row.split(" | ")[2] == "**not supported**" and row.split(" | ")[4].startswith("**supported**")
+    # the claims themselves came from bn_vs_none.yaml
+    assert "| **2. With BN, sigmoid reaches 90 % test accuracy at least 2 epochs sooner**" in text
+    assert "| sigmoid, BN after layer 1 | 96.00 ± 0.20 | 96.00 ± 0.20 |" in section
+
+
+def test_compare_with_a_study_missing_from_the_store_is_one_sentence(tmp_path, capsys):
+    alone = FakeStore(tmp_path / "alone")
+    alone.sweep("fashion_bn", article())
+    capsys.readouterr()  # MLflow's own lines while the fake store was made
+    assert report(alone, tmp_path / "out", "fashion_bn", "--no-artifacts") == 2
+    err = capsys.readouterr().err.strip()
+    assert "report.compare_with names 'bn_vs_none', which has no runs in this MLflow store" in err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "out" / "fashion_bn").exists()

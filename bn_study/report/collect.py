@@ -76,6 +76,7 @@ class Study:
     group_tag: str  # "condition", or "arm" for a tuned study's final runs
     other_parents: int = 0  # how many other reportable sweeps the experiment has (said in the README)
     machines: tuple[str, ...] = ()  # where the runs trained: their device and torch version tags
+    datasets: tuple[str, ...] = ()  # what they trained on: their data.name params
 
 
 @dataclass(frozen=True)
@@ -218,8 +219,9 @@ def collect(client: MlflowClient, experiment: str, parent_id: str | None = None)
     machines = sorted({f"{c.data.tags['device']}, torch {c.data.tags.get('torch_version', '?')}"
                        for c in children if "device" in c.data.tags})
     records.sort(key=lambda r: (r.condition, r.seed if r.seed is not None else -1, r.run_id))
+    datasets = sorted({c.data.params["data.name"] for c in children if "data.name" in c.data.params})
     return Study(experiment=experiment, parent=parent_info(parent), runs=tuple(records), group_tag=group_tag,
-                 other_parents=others, machines=tuple(machines))
+                 other_parents=others, machines=tuple(machines), datasets=tuple(datasets))
 
 
 # --- conditions -----------------------------------------------------------------------------------------

@@ -70,7 +70,24 @@ def load_spec(name: str, directory: ExperimentDirs = EXPERIMENT_DIR) -> ReportSp
     section = raw.get("report")
     if section is None:
         return ReportSpec(experiment=name, title=name, sweep_order=order, logs_to=logs_to, file=path)
+    section = _extended(section, directory, where=str(path), seen=(name,))
     return replace(parse_spec(name, section, order, where=str(path)), logs_to=logs_to, file=path)
+
+
+def _extended(section: Any, directory: ExperimentDirs, *, where: str, seen: tuple[str, ...]) -> Any:
+    """``report.extends: OTHER``: OTHER's report section (itself possibly extending), with this section's
+    keys replacing its own."""
+    if not isinstance(section, Mapping) or section.get("extends") is None:
+        return section
+    base = str(section["extends"])
+    if base in seen:
+        raise _fail(where, "extends", f"goes round in a circle ({' → '.join((*seen, base))})")
+    path = experiment_file(base, directory)
+    other = OmegaConf.to_container(OmegaConf.load(path), resolve=False) if path.is_file() else None
+    if not isinstance(other, Mapping) or not isinstance(other.get("report"), Mapping):
+        raise _fail(where, "extends", f"names {base!r}, which has no experiment file with a report section")
+    inherited = _extended(other["report"], directory, where=str(path), seen=(*seen, base))
+    return {**inherited, **{k: v for k, v in section.items() if k != "extends"}}
 
 
 def _sweep_order(raw: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
@@ -206,4 +223,5 @@ def parse_spec(name: str, raw: Any, sweep_order: Mapping[str, tuple[str, ...]] |
         color_by=None if raw.get("color_by") is None else bare_key(str(raw["color_by"])),
         style_by=None if raw.get("style_by") is None else bare_key(str(raw["style_by"])),
         table_params=tuple(str(p) for p in raw.get("table_params") or ()),
+        compare_with=None if raw.get("compare_with") is None else str(raw["compare_with"]),
     )

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bn_study.data.catalog import DATASETS, DIGITS
 from bn_study.report.cells import cell, duration, mean_ci, number, signed, utc, verdict_text
 from bn_study.report.claims import (AGREES, SPREAD, ClaimResult, PartResult, PublishedResult, epochs_to_reach)
 from bn_study.report.collect import Condition, Study, matches
@@ -49,6 +50,14 @@ def missing_published(spec: ReportSpec, conditions: Sequence[Condition]) -> list
             if c.published is not None and not any(matches(cond.choices, c.select) for cond in conditions)]
 
 
+def _dataset_line(name: str) -> str:
+    spec = DATASETS.get(name)
+    if spec is None:
+        return f"`{name}`"
+    classes = "the digits 0–9" if spec.classes == DIGITS else ", ".join(f"{k} {c}" for k, c in enumerate(spec.classes))
+    return f"{spec.title} (`data={name}`), {spec.train_size} training and {spec.test_size} test images; labels: {classes}"
+
+
 # --- sections ---------------------------------------------------------------------------------------------
 
 def _provenance(study: Study, spec: ReportSpec) -> list[str]:
@@ -67,6 +76,7 @@ def _provenance(study: Study, spec: ReportSpec) -> list[str]:
     wall = f" · sweep wall time {duration((p.end_time - p.start_time) / 1000)}" if p.end_time else ""
     lines.append(f"{COMMAND_LINE}`python -m bn_study -m {p.overrides}` · "
                  f"machine: {'; '.join(study.machines) or 'not recorded'}{wall}")
+    lines += [f"> Data: {_dataset_line(name)}" for name in study.datasets]
     if study.group_tag == "arm":
         lines.append("> A tuned study: only its final runs (tag `stage=final`) are compared, grouped by their `arm` tag.")
     extra = [o for o in p.overrides.split() if o != f"+experiment={study.experiment}"]
@@ -78,7 +88,7 @@ def _provenance(study: Study, spec: ReportSpec) -> list[str]:
     return lines
 
 
-def _effect(part: PartResult) -> str:
+def effect_cell(part: PartResult) -> str:
     comp = part.comparison
     if part.effect is None:
         return "—"
@@ -121,7 +131,7 @@ def _claims(results: Sequence[ClaimResult]) -> list[str]:
                 notes.append(note)
                 marks += f" [^{len(notes)}]"
             out.append(f"| {name}{marks} | {cell(comp.measured())} | {cell(_arm(part.a, part.a_summary, comp))} "
-                       f"| {cell(_arm(part.b, part.b_summary, comp))} | {_effect(part)} | {cell(_claimed(comp))} "
+                       f"| {cell(_arm(part.b, part.b_summary, comp))} | {effect_cell(part)} | {cell(_claimed(comp))} "
                        f"| {verdict_text(part.verdict)} |")
     sources = [(i, r.spec.source) for i, r in enumerate(results, start=1) if r.spec.source]
     if sources:
@@ -226,7 +236,9 @@ METHOD = """\
 
 def experiment_readme(study: Study, spec: ReportSpec, conditions: Sequence[Condition],
                       claims: Sequence[ClaimResult], published: Sequence[PublishedResult],
-                      figures: Sequence[FigureEntry], params: Sequence[str] = ()) -> str:
+                      figures: Sequence[FigureEntry], params: Sequence[str] = (),
+                      beside: tuple[str, Sequence[str]] | None = None) -> str:
+    """``beside``: (the other study's name, the side-by-side section's lines), when the spec compares."""
     title = spec.title if spec.title != study.experiment else "study report"
     lines = [f"# {study.experiment} — {title}", ""]
     if spec.question:
@@ -236,6 +248,8 @@ def experiment_readme(study: Study, spec: ReportSpec, conditions: Sequence[Condi
     lines += [f"{VERDICT_LINE} {verdict_counts([c.verdict for c in claims], [p.verdict for p in published], len(missing))}",
               ""]
     lines += ["## Claims", ""] + _claims(claims) + [""]
+    if beside is not None:
+        lines += [f"## Side by side with {beside[0]}", "", *beside[1], ""]
     if published or missing:
         lines += ["## Published vs reproduced", ""]
         lines += _published(published, conditions, missing, spec.published_metric, spec.published_rounding) + [""]

@@ -7,6 +7,8 @@ Claims are configuration, so a new study gets a report without code. The schema 
 except a claim's ``text`` and its comparison; see ``conf/experiment/bn_vs_none.yaml`` for a full one)::
 
     report:
+      extends: bn_vs_none       # start from that experiment's report section; keys given here replace its own
+      compare_with: bn_vs_none  # a side-by-side section: these claims on that study's latest sweep too
       title: "Keras BN article, experiment 1: ..."
       question: "Does one BN layer speed up training?"      # one line under the title
       notes: "markdown shown under the tables"
@@ -159,3 +161,5 @@ class ReportSpec:
     logs_to: str | None = None
     # the experiment file read (None without one): which of the searched config directories it came from
     file: Path | None = None
+    # another experiment whose latest sweep is shown beside this one, judged by these same claims
+    compare_with: str | None = None

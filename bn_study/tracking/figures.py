@@ -46,13 +46,21 @@ def activation_histograms(first: Sequence[np.ndarray], last: Sequence[np.ndarray
     return fig
 
 
-def record_outputs(outputs: np.ndarray, label: int, index: int, title: str) -> Figure:
-    """The network's 10 outputs for one test image, as the book shows them for record 19."""
-    fig, ax = plt.subplots(figsize=(5, 3.2), layout="constrained")
+def record_outputs(outputs: np.ndarray, label: int, index: int, title: str,
+                   classes: Sequence[str] | None = None) -> Figure:
+    """The network's 10 outputs for one test image, as the book shows them for record 19; the nodes named
+    by ``classes`` where they are not simply the digits."""
+    digits = classes is None or all(c == str(i) for i, c in enumerate(classes))
+    fig, ax = plt.subplots(figsize=(5, 3.2 if digits else 3.8), layout="constrained")
     colors = ["tab:green" if i == label else "tab:blue" for i in range(len(outputs))]
     ax.bar(np.arange(len(outputs)), outputs, color=colors)
-    ax.set(xticks=np.arange(len(outputs)), xlabel="output node (digit)", ylabel="output",
-           title=f"test record {index} (label {label})")
+    ax.set(xticks=np.arange(len(outputs)), ylabel="output")
+    if digits:
+        ax.set(xlabel="output node (digit)", title=f"test record {index} (label {label})")
+    else:
+        assert classes is not None
+        ax.set_xticklabels(classes, rotation=40, ha="right", fontsize=8)
+        ax.set(xlabel="output node (class)", title=f"test record {index} (label {label}: {classes[label]})")
     ax.grid(axis="y", alpha=0.3)
     fig.suptitle(title, fontsize=9)
     return fig

@@ -1,0 +1,54 @@
+"""``report.compare_with: OTHER``: this study's claims judged on OTHER's latest sweep as well, shown side by
+side with this one's — the same question asked of two datasets (or any two sweeps of the same conditions)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bn_study.report.cells import cell, mean_ci, verdict_text
+from bn_study.report.claims import ClaimResult
+from bn_study.report.collect import Condition, Study
+from bn_study.report.render import effect_cell
+from bn_study.report.stats import summarize
+
+FINAL_METRIC = "test_acc"
+
+
+@dataclass(frozen=True)
+class Side:
+    """One study as a column: a name for the header, its conditions and its claims' results."""
+
+    name: str
+    study: Study
+    conditions: Sequence[Condition]
+    claims: Sequence[ClaimResult]
+
+
+def side_name(study: Study) -> str:
+    from bn_study.data.catalog import DATASETS
+
+    data = ", ".join(DATASETS[d].title if d in DATASETS else d for d in study.datasets) or "data not recorded"
+    return f"`{study.experiment}` ({data})"
+
+
+def side_by_side(this: Side, other: Side) -> list[str]:
+    """The section's lines: a claims table and a final-accuracy table, this study first."""
+    p = other.study.parent
+    out = [f"The same claims, judged on {other.name}: its latest sweep `{p.run_id}` ({len(other.study.runs)} runs, "
+           f"report `reports/{other.study.experiment}`), with the same statistics.", "",
+           f"| claim | {cell(this.name)}: effect [95 % CI] | verdict | {cell(other.name)}: effect [95 % CI] | verdict |",
+           "|---|---|---|---|---|"]
+    for i, (mine, theirs) in enumerate(zip(this.claims, other.claims), start=1):
+        for j, (a, b) in enumerate(zip(mine.parts, theirs.parts), start=1):
+            name = f"**{i}. {cell(mine.spec.text)}**" + (f" ({j})" if len(mine.parts) > 1 else "")
+            out.append(f"| {name} | {effect_cell(a)} | {verdict_text(a.verdict)} | {effect_cell(b)} "
+                       f"| {verdict_text(b.verdict)} |")
+    theirs_by_label = {c.label: c for c in other.conditions}
+    out += ["", f"| condition | {cell(this.name)}: {FINAL_METRIC}, last epoch (mean ± 95 % CI) "
+                f"| {cell(other.name)}: {FINAL_METRIC}, last epoch (mean ± 95 % CI) |", "|---|---|---|"]
+    for c in this.conditions:
+        twin = theirs_by_label.get(c.label)
+        there = mean_ci(FINAL_METRIC, summarize(twin.values(FINAL_METRIC))) if twin else "(not in that sweep)"
+        out.append(f"| {cell(c.label)} | {mean_ci(FINAL_METRIC, summarize(c.values(FINAL_METRIC)))} | {there} |")
+    return out
