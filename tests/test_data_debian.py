@@ -236,3 +236,17 @@ def test_the_real_package_through_apt_is_the_real_fashion_mnist() -> None:
     assert splits.test_y[:10].tolist() == [9, 2, 1, 1, 6, 1, 4, 6, 5, 7]
     raw = root / "FashionMNIST" / "raw"
     assert {n: hashlib.sha256((raw / n).read_bytes()).hexdigest() for n in RAW_FILES} == dict(FASHION_MNIST_DEB.idx_sha256)
+
+
+def test_the_record_figure_names_the_classes_it_shows() -> None:
+    from bn_study.data.catalog import DIGITS, FASHION_CLASSES
+    from bn_study.tracking.figures import close, record_outputs
+
+    fig = record_outputs(np.linspace(0, 1, 10), 9, 19, "run", FASHION_CLASSES)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(FASHION_CLASSES)
+    assert ax.get_title() == "test record 19 (label 9: Ankle boot)" and ax.get_xlabel() == "output node (class)"
+    close(fig)
+    fig = record_outputs(np.linspace(0, 1, 10), 7, 19, "run", DIGITS)
+    assert fig.axes[0].get_title() == "test record 19 (label 7)" and fig.axes[0].get_xlabel() == "output node (digit)"
+    close(fig)

@@ -12,6 +12,7 @@ import io
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Sequence
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
@@ -105,6 +106,7 @@ def _run_chain(spec: DatasetSpec, order: tuple[str, ...], root: Path, raw: Path,
                debian: DebianSource | None) -> None:
     failures: list[str] = []
     for source in order:
+        started = time.monotonic()
         try:
             if source == "local":
                 _from_local(raw)
@@ -116,7 +118,8 @@ def _run_chain(spec: DatasetSpec, order: tuple[str, ...], root: Path, raw: Path,
                 _from_debian(spec, root, raw, debian, download=source == "apt")
             if source != "local":  # a fetch is worth a line: where the data came from, and what failed first
                 tried = f" (before it: {'; '.join(failures)})" if failures else ""
-                log.info("%s fetched from %s into %s%s", spec.name, source, raw, tried)
+                log.info("%s fetched from %s into %s in %.1f s%s", spec.name, source, raw, time.monotonic() - started,
+                         tried)
             return
         except SourceFailed as exc:
             failures.append(f"{source}: {exc}")

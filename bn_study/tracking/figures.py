@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 
 import matplotlib
@@ -62,7 +63,7 @@ def record_outputs(outputs: np.ndarray, label: int, index: int, title: str,
         ax.set_xticklabels(classes, rotation=40, ha="right", fontsize=8)
         ax.set(xlabel="output node (class)", title=f"test record {index} (label {label}: {classes[label]})")
     ax.grid(axis="y", alpha=0.3)
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(textwrap.fill(title, 70), fontsize=9)  # a run's name is its overrides: long
     return fig
 
 
