@@ -13,10 +13,13 @@ def main() -> None:
     from hydra.errors import CompactHydraException, InstantiationException, OverrideParseException
 
     from bn_study.app import main as hydra_main
-    from bn_study.errors import StoreError, UserError, describe_config_error, exit_for_user
+    from bn_study.errors import StoreError, UserError, describe_config_error, exit_for_user, interrupted_line
 
     try:
         hydra_main()
+    except KeyboardInterrupt as err:  # the runs are closed as KILLED already; a traceback would say nothing more
+        print(interrupted_line(err), file=sys.stderr)
+        sys.exit(130)
     except UserError as err:  # raised by a sweeper before any job starts
         exit_for_user(err)
     except StoreError as err:  # a full artifact disk, a tracking server that stayed down: said plainly

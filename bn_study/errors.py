@@ -230,3 +230,15 @@ class StoreError(RuntimeError):
 
 class TrackingUnavailable(StoreError):
     """The tracking store stayed unreachable past the retry budget; what could not be sent is on disk."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a job, once its runs are closed as KILLED: says where it stopped, for the one line the
+    entry point prints (``python -m bn_study`` exits 130 without a traceback)."""
+
+
+def interrupted_line(err: KeyboardInterrupt) -> str:
+    """What the user reads after Ctrl-C: where it stopped, and how to go on from there."""
+    where = str(err) if isinstance(err, Interrupted) else "before a job's training started"
+    return f"interrupted (Ctrl-C): {where}"
+

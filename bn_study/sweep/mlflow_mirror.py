@@ -106,6 +106,9 @@ class SweepTracking:
     def finish(self, failed: bool) -> None:
         self.parent.finish(failed=failed)
 
+    def interrupted(self) -> None:
+        self.parent.interrupted()
+
 
 def database_lock(config: DictConfig) -> Any:
     """Several searches may share one storage and start at once, on a fresh sqlite MLflow database; one set

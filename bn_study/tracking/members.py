@@ -21,7 +21,7 @@ from bn_study.sweep.trial import TrialReporter
 from bn_study.tracking.naming import flatten
 from bn_study.tracking.parent import read_parent_file
 from bn_study.tracking.resume import final_runs, job_hash, resumable_run_ids, reused_tag
-from bn_study.errors import StoreError
+from bn_study.errors import Interrupted, StoreError
 from bn_study.tracking.runs import MemberRun, RunContext, open_context
 from bn_study.tracking.store import resolve_tracking_uri
 from bn_study.train.checkpoint import Checkpoint, Resumed
@@ -53,6 +53,13 @@ def _is_pruned(exc: BaseException) -> bool:
     return optuna is not None and isinstance(exc, optuna.TrialPruned)
 
 
+def resumes(plan: JobPlan) -> bool:
+    """Whether this job continues what an earlier launch left: resume=auto does for a sweep (re-running it
+    continues it), while a single run trains afresh unless resume=true."""
+    cfg = plan.cfg
+    return plan.context.sweep_dir is not None if cfg.resume == "auto" else bool(cfg.resume)
+
+
 @dataclass
 class MemberTracking:
     plan: JobPlan
@@ -67,8 +74,7 @@ class MemberTracking:
     def open(cls, plan: JobPlan, reporter: TrialReporter | None) -> MemberTracking:
         cfg, job = plan.cfg, plan.context
         ctx = _open_context(plan)
-        # resume=auto: re-running a sweep continues it; a single run always trains afresh
-        resume = job.sweep_dir is not None if cfg.resume == "auto" else bool(cfg.resume)
+        resume = resumes(plan)
         done = final_runs(ctx.client, ctx.experiment_id, plan.hashes) if resume else {}
         if done and ctx.parent_run_id:  # this sweep's results include them: say so, for the report
             for r in done.values():
@@ -123,7 +129,12 @@ class MemberTracking:
         except KeyboardInterrupt:  # the checkpoint stays: re-running the command continues from it
             for r in runs:
                 r.finish("interrupted (Ctrl-C)", status="KILLED", outcome="interrupted")
-            raise
+            ids = ", ".join(r.run_id for r in runs)
+            again = "the same command" if resumes(self.plan) else "the same command with resume=true"
+            kept = self.checkpoint.epoch  # what a rerun continues from: the last epoch the checkpoint holds
+            goes_on = f"continues after epoch {kept}" if kept else "starts it again"
+            raise Interrupted(f"stopped with {kept} of {self.plan.cfg.epochs} epochs saved, "
+                              f"run{'s' if len(runs) > 1 else ''} {ids} KILLED; {again} {goes_on}") from None
         except BaseException as exc:
             if _is_pruned(exc):  # not a failure: the study's pruner stopped a hopeless trial
                 for r in runs:

@@ -69,6 +69,11 @@ class ParentRun:
     def finish(self, failed: bool) -> None:
         self.client.set_terminated(self.run_id, "FAILED" if failed else "FINISHED")
 
+    def interrupted(self) -> None:
+        """Ctrl-C: KILLED, with the reason (the same command resumes the sweep)."""
+        self.set_tags({"failure_reason": "interrupted (Ctrl-C)", "outcome": "interrupted"})
+        self.client.set_terminated(self.run_id, "KILLED")
+
 
 def sweep_description(overrides: Sequence[str]) -> str:
     return fit_run_name("multirun " + " ".join(overrides)) if overrides else "multirun"

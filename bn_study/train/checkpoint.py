@@ -27,18 +27,22 @@ class Checkpoint:
     def __init__(self, directory: str | Path, job_hash: str) -> None:
         self.job_hash = job_hash
         self.path = Path(directory) / f"{job_hash}.pt"
+        self.epoch = 0  # the epochs the file holds, as far as this process knows (saved or loaded)
 
     def save(self, payload: dict[str, Any]) -> None:
         buffer = io.BytesIO()
         torch.save(payload, buffer)
         write_atomic(self.path, buffer.getvalue())
+        self.epoch = int(payload["epoch"])
 
     def load(self) -> dict[str, Any] | None:
         """The saved state, or None when there is none or it cannot be read (then the job starts fresh)."""
         if not self.path.exists():
             return None
         try:
-            return torch.load(self.path, map_location="cpu", weights_only=True)
+            saved = torch.load(self.path, map_location="cpu", weights_only=True)
+            self.epoch = int(saved.get("epoch", 0))
+            return saved
         except Exception as err:  # truncated by a crash mid-write of an older version, or foreign
             log.warning("ignoring unreadable checkpoint %s (%s); starting the job fresh", self.path, err)
             return None

@@ -90,6 +90,9 @@ class GridSweeper(BasicSweeper):
             # Unlike BasicSweeper, a failed job does not stop the sweep: every job runs, then the summary.
             for batch in self.split_overrides_to_chunks(jobs, self.max_batch_size):
                 results.extend(self.launcher.launch(batch, initial_job_idx=len(results)))
+        except KeyboardInterrupt:
+            self.parent.interrupted()
+            raise
         except BaseException:
             self.parent.finish(failed=True)
             raise

@@ -135,6 +135,10 @@ class OptunaSweeper(Sweeper):
         try:
             run.search_all()
             run.final_stage()
+        except KeyboardInterrupt:
+            if tracking is not None:
+                tracking.interrupted()
+            raise
         except BaseException:
             if tracking is not None:
                 tracking.finish(failed=True)
