@@ -24,7 +24,7 @@ from bn_study.tracking.resume import final_runs, job_hash, resumable_run_ids, re
 from bn_study.errors import Interrupted, StoreError
 from bn_study.tracking.runs import MemberRun, RunContext, open_context
 from bn_study.tracking.store import resolve_tracking_uri
-from bn_study.train.checkpoint import Checkpoint, Resumed
+from bn_study.train.checkpoint import Checkpoint, Resumed, misfit
 from bn_study.train.loop import EpochReport, TrainState
 
 log = logging.getLogger("bn_study")
@@ -95,10 +95,29 @@ class MemberTracking:
         """The checkpoint's training state put into ``state``, when this job was interrupted before."""
         if self.saved is None:
             return None
+        problem = misfit(state, self.saved, int(self.plan.cfg.epochs))
+        if problem is not None:
+            self._discard_checkpoint(problem)
+            return None
         resumed = Resumed.restore(state, self.saved)
         log.info("resuming from the checkpoint after epoch %d (%s), runs %s", state.epoch, self.checkpoint.path,
                  " ".join(self.saved["run_ids"]))
         return resumed
+
+    def _discard_checkpoint(self, problem: str) -> None:
+        """A checkpoint that cannot continue this job: said in one line, its runs closed, training starts again."""
+        assert self.saved is not None
+        stale = list(self.saved.get("run_ids") or [])
+        log.warning("discarding the checkpoint %s: %s; its run%s %s closed as KILLED, the job starts again",
+                    self.checkpoint.path, problem, "s" if len(stale) != 1 else "", ", ".join(stale) or "(none)")
+        for run_id in stale:
+            try:
+                self.ctx.client.set_tag(run_id, "failure_reason", f"checkpoint discarded: {problem}")
+                self.ctx.client.set_terminated(run_id, "KILLED")
+            except Exception as err:  # gone from the store: nothing left to close
+                log.debug("could not close stale run %s: %s", run_id, err)
+        self.checkpoint.delete()
+        self.saved = None
 
     def _start_runs(self) -> list[MemberRun]:
         ctx, retry = self.ctx, float(self.plan.cfg.tracking.retry_seconds)

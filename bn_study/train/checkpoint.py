@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from bn_study.train.loop import EpochReport, TrainState
-from bn_study.util.atomic import write_atomic
+from bn_study.util.atomic import remove_stale_temps, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,7 @@ class Checkpoint:
         self.epoch = 0  # the epochs the file holds, as far as this process knows (saved or loaded)
 
     def save(self, payload: dict[str, Any]) -> None:
+        remove_stale_temps(self.path)
         buffer = io.BytesIO()
         torch.save(payload, buffer)
         write_atomic(self.path, buffer.getvalue())
@@ -37,11 +38,14 @@ class Checkpoint:
 
     def load(self) -> dict[str, Any] | None:
         """The saved state, or None when there is none or it cannot be read (then the job starts fresh)."""
+        remove_stale_temps(self.path)
         if not self.path.exists():
             return None
         try:
             saved = torch.load(self.path, map_location="cpu", weights_only=True)
-            self.epoch = int(saved.get("epoch", 0))
+            if not isinstance(saved, dict):
+                raise ValueError(f"it holds a {type(saved).__name__}, not a checkpoint")
+            self.epoch = int(saved.get("epoch") or 0)
             return saved
         except Exception as err:  # truncated by a crash mid-write of an older version, or foreign
             log.warning("ignoring unreadable checkpoint %s (%s); starting the job fresh", self.path, err)
@@ -59,6 +63,7 @@ def capture(state: Any, *, job_hash: str, member_hashes: list[str], run_ids: lis
             history: list[dict[str, Any]], probe_first: list[list[torch.Tensor]] | None) -> dict[str, Any]:
     """The training state after an epoch, as plain tensors and containers."""
     return {
+        "format": FORMAT,
         "job_hash": job_hash,
         "member_hashes": member_hashes,
         "run_ids": run_ids,
@@ -71,6 +76,34 @@ def capture(state: Any, *, job_hash: str, member_hashes: list[str], run_ids: lis
         "history": history,
         "probe_first": probe_first,
     }
+
+
+FORMAT = 2  # what ``capture`` writes; a checkpoint of another layout is another code version's: not resumed
+
+
+def misfit(state: TrainState, payload: Any, epochs: int) -> str | None:
+    """Why ``payload`` cannot continue this freshly built ``state`` for a run of ``epochs`` epochs (None: it
+    can). Checked before anything is loaded: a half-applied ``load_state_dict`` would leave a mixed model."""
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        return f"it is of another code version (format {found!r}, this one writes {FORMAT})"
+    epoch = payload.get("epoch")
+    if not isinstance(epoch, int) or not 0 <= epoch <= epochs:
+        return f"it holds epoch {epoch!r} of a {epochs}-epoch run"
+    want = state.members.net.state_dict()
+    net = payload.get("net") or {}
+    if set(net) != set(want):
+        return f"its model has other layers ({len(set(net) ^ set(want))} differ)"
+    wrong = [k for k, v in want.items() if tuple(getattr(net[k], "shape", ())) != tuple(v.shape)]
+    if wrong:
+        return f"its model has other shapes ({wrong[0]}: {tuple(net[wrong[0]].shape)} here {tuple(want[wrong[0]].shape)})"
+    groups = (payload.get("optimizer") or {}).get("param_groups") or []
+    mine = state.optimizer.param_groups
+    if len(groups) != len(mine) or any(len(g["params"]) != len(m["params"]) for g, m in zip(groups, mine)):
+        return "its optimizer holds other parameters"
+    if len(payload.get("shufflers") or []) != len(state.shufflers):
+        return f"it holds {len(payload.get('shufflers') or [])} members' shuffles, this job {len(state.shufflers)}"
+    return None
 
 
 def restore(state: Any, payload: dict[str, Any]) -> None:

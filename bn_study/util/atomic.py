@@ -25,6 +25,32 @@ def stage_bytes(directory: Path, final_name: str, data: bytes) -> Path:
     return tmp
 
 
+def remove_stale_temps(path: Path) -> list[Path]:
+    """Delete the temporary files that writes of ``path`` by processes now dead left behind (``stage_bytes``'s
+    ``.<name>.<pid>.<token>.tmp``; a kill mid-write leaves one): no temp file outlives the write that made it."""
+    removed = []
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        try:
+            pid = int(tmp.name[len(path.name) + 2:].split(".")[0])
+        except ValueError:
+            continue
+        if pid == os.getpid() or _alive(pid):
+            continue
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
 def publish(directory: Path, staged: Mapping[str, Path]) -> None:
     """Move each staged file to ``directory/<name>``; every staged file must already be complete on disk."""
     for src in staged.values():
