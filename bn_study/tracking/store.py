@@ -113,6 +113,38 @@ def _check_sqlite_database(uri: str, db: Path) -> None:
     if header != b"SQLite format 3\x00":
         raise UserError(f"tracking.uri={uri!r}: {db} is not an SQLite database; point tracking.uri at a new "
                         "file or an MLflow database.")
+    problem = _sqlite_problem(db)
+    if problem is not None:
+        raise UserError(f"tracking.uri={uri!r}: {db} {problem}.")
+
+
+QUICK_CHECK_MAX_BYTES = 256 << 20  # larger stores skip SQLite's page-by-page check (seconds per GB)
+
+
+def _sqlite_problem(db: Path) -> str | None:
+    """What makes an SQLite file unusable as this project's MLflow store, read only: damage, or someone
+    else's tables (MLflow would add its own beside them)."""
+    import sqlite3
+
+    recover = (f"move it aside (recover what it holds with `sqlite3 {db.name} .recover`) and run again, "
+               "or point tracking.uri at another file")
+    try:
+        con = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+        try:
+            tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if tables and not {"alembic_version", "experiments", "runs"} <= tables:
+                shown = ", ".join(sorted(tables)[:4]) + (", …" if len(tables) > 4 else "")
+                return (f"is an SQLite database but not an MLflow store (its tables: {shown}); point tracking.uri "
+                        "at a new file or an MLflow database")
+            if tables and db.stat().st_size <= QUICK_CHECK_MAX_BYTES:
+                verdict = con.execute("PRAGMA quick_check(1)").fetchone()[0]
+                if verdict != "ok":
+                    return f"is damaged ({verdict}); {recover}"
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as err:  # "database disk image is malformed", "file is not a database"
+        return f"is damaged ({err}); {recover}"
+    return None
 
 
 def _display(uri: str) -> str:
