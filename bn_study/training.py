@@ -95,6 +95,8 @@ class JobTraining:
         if fallback:
             for r in self.runs:
                 r.set_tags({"engine_fallback": f"eager after the CUDA graph failed: {fallback}"})
+        if probe is not None and probe.last is None:  # resumed after its last epoch: the figures need a look
+            probe.measure(members, members.count)
         self._log_test_metrics()
         if cfg.tracking.figures:
             self._log_figures(probe)
@@ -126,7 +128,8 @@ class JobTraining:
         else:
             return
         for k, r in enumerate(self.runs):
-            if self.state.failures[k] is None:
+            # a job killed after this line and resumed with no epoch left must not log it a second time
+            if self.state.failures[k] is None and not (self.resumed and history[-1].epoch in r.logged_steps("test_acc")):
                 r.log_metrics({"test_loss": test[k][0], "test_acc": test[k][1]}, step=history[-1].epoch)
 
     def _log_figures(self, probe: ActivationProbe | None) -> None:

@@ -1,0 +1,81 @@
+"""A job killed after its last epoch, in its closing moments (test metrics, figures), ends on the rerun with
+every metric step logged once and every artifact there (a real kill -9, a real rerun)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from mlflow import MlflowClient
+
+ARGS = ["-m", "seed=0", "epochs=2", "data.limit_train=6000", "act=relu", "log_every=50"]
+
+
+def launch(tmp_path: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "bn_study", *ARGS], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_a_job_killed_after_its_last_epoch_ends_once_on_the_rerun(tmp_path: Path) -> None:
+    proc = launch(tmp_path)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "epoch 2/2" in line:  # the last epoch is checkpointed; the job's closing work is running
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    (saved,) = (tmp_path / "checkpoints").glob("*.pt")
+    assert torch.load(saved, weights_only=True)["epoch"] == 2
+    again = launch(tmp_path)
+    out, _ = again.communicate(timeout=600)
+    assert again.returncode == 0, out[-3000:]
+    assert "resuming from the checkpoint after epoch 2" in out
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("bn_study").experiment_id])
+    (run,) = [r for r in runs if r.data.tags.get("role") != "multirun parent"]
+    assert run.info.status == "FINISHED"
+    for key in ("val_acc", "train_loss", "act1_mean"):
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
+        assert sorted(steps) == sorted(set(steps)), f"{key} logged twice at a step: {steps}"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "test_acc")] == [2]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config.yaml", "curves.png", "activations.png"} <= artifacts
+
+
+def test_a_job_killed_after_logging_its_test_metrics_does_not_log_them_twice(tmp_path: Path) -> None:
+    import sqlite3
+    import time
+
+    import pytest
+
+    proc = launch(tmp_path)
+    db = tmp_path / "mlflow.db"
+    deadline = time.monotonic() + 300
+    while True:  # the moment the store holds test_acc: the job is drawing its figures now
+        assert time.monotonic() < deadline, "no test_acc within 300 s"
+        if proc.poll() is not None:
+            pytest.skip("the job finished before the kill could land (its figures took < 50 ms)")
+        try:
+            with sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True) as con:
+                if con.execute("SELECT count(*) FROM metrics WHERE key = 'test_acc'").fetchone()[0]:
+                    break
+        except sqlite3.Error:
+            pass
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    again = launch(tmp_path)
+    out, _ = again.communicate(timeout=600)
+    assert again.returncode == 0, out[-3000:]
+    client = MlflowClient(f"sqlite:///{db}")
+    runs = client.search_runs([client.get_experiment_by_name("bn_study").experiment_id])
+    (run,) = [r for r in runs if r.data.tags.get("role") != "multirun parent"]
+    assert run.info.status == "FINISHED"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "test_acc")] == [2]
+    assert {"curves.png", "activations.png"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
