@@ -19,6 +19,7 @@ from bn_study.job import JobPlan
 from bn_study.sweep.outcome import JobOutcome, objective_value, worst_value
 from bn_study.sweep.trial import TrialReporter
 from bn_study.tracking.naming import flatten
+from bn_study.tracking.owner import close_orphans
 from bn_study.tracking.parent import read_parent_file
 from bn_study.tracking.resume import final_runs, job_hash, resumable_run_ids, reused_tag
 from bn_study.errors import Interrupted, StoreError
@@ -85,6 +86,13 @@ class MemberTracking:
         saved = checkpoint.load() if resume and todo else None
         if saved and not resumable_run_ids(ctx.client, saved, todo_hashes):
             saved = None
+        if resume:  # a killed earlier launch's runs of these members that its checkpoint does not continue
+            continued = set(saved["run_ids"]) if saved else set()
+            stale = [r for digest in set(todo_hashes) for r in ctx.client.search_runs(
+                [ctx.experiment_id], filter_string=f"tags.config_hash = '{digest}' and attributes.status = 'RUNNING'")
+                if r.info.run_id not in continued]
+            close_orphans(ctx.client, stale, "left RUNNING by a launch that was killed; closed by a later one, "
+                                             "which trains this member again")
         return cls(plan, ctx, reporter, done, todo, checkpoint, saved)
 
     @property

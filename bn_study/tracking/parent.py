@@ -17,6 +17,7 @@ from mlflow.entities import RunTag
 from omegaconf import DictConfig
 
 from bn_study.tracking.naming import fit_run_name
+from bn_study.tracking.owner import OWNER_TAG, close_orphans, this_owner
 from bn_study.tracking.provenance import git_state
 from bn_study.util.atomic import write_atomic
 from bn_study.tracking.store import connect, ensure_experiment, resolve_tracking_uri
@@ -49,8 +50,13 @@ class ParentRun:
             "git_commit": commit,
             "git_dirty": str(dirty).lower(),
             "role": "multirun parent",
+            OWNER_TAG: this_owner(),
             **(tags or {}),
         }
+        # sweeps of this experiment killed before (kill -9, a lost machine) must not stay RUNNING for ever
+        close_orphans(self.client, self.client.search_runs(
+            [experiment_id], filter_string="tags.role = 'multirun parent' and attributes.status = 'RUNNING'",
+            max_results=1000), "sweep killed; closed by a later launch")
         run = self.client.create_run(experiment_id, run_name=description, tags=all_tags)
         self.run_id = run.info.run_id
         self.experiment_id = experiment_id

@@ -29,6 +29,7 @@ from mlflow.utils.mlflow_tags import (
 
 from bn_study.errors import StoreError, TrackingUnavailable
 from bn_study.tracking.naming import condition_of, run_name
+from bn_study.tracking.owner import OWNER_TAG, this_owner
 from bn_study.tracking.provenance import device_name, git_state, user_name
 from bn_study.tracking.store import connect, ensure_experiment
 from bn_study.util.atomic import write_atomic
@@ -75,6 +76,7 @@ def open_context(uri: str, experiment: str, *, launch_dir: Path, device: torch.d
     }
     if multirun_dir:
         tags["multirun_dir"] = multirun_dir
+    tags[OWNER_TAG] = this_owner()
     tags.update(extra_tags or {})
     return RunContext(client, experiment_id, parent_run_id, tuple(overrides), tags)
 

@@ -1,0 +1,60 @@
+"""Who runs a run: the host, the pid and that process's start time, tagged on every member run and sweep
+parent. A later launch that meets a RUNNING run whose process is gone (killed, its machine restarted) closes
+it as KILLED with the reason instead of leaving it pretending to run. A run owned by another host is left
+alone: from here one cannot tell whether it still runs."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Iterable
+
+from mlflow import MlflowClient
+from mlflow.entities import Run
+
+log = logging.getLogger(__name__)
+
+OWNER_TAG = "owner"
+
+
+def _start_ticks(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (Linux), which tells a reused pid from the original."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[-1].split()[19]  # field 22; the name in parentheses may hold spaces
+
+
+def this_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{_start_ticks(os.getpid()) or '?'}"
+
+
+def owner_gone(owner: str | None) -> bool:
+    """True only when the owner was this host's process and that process no longer exists."""
+    if not owner or owner.count(":") < 2:
+        return False  # a run from before owners were tagged: unknown
+    host, pid, ticks = owner.rsplit(":", 2)
+    if host != socket.gethostname() or not pid.isdigit() or ticks == "?":
+        return False
+    return _start_ticks(int(pid)) != ticks
+
+
+def close_orphans(client: MlflowClient, runs: Iterable[Run], reason: str) -> list[str]:
+    """Close the given runs that are RUNNING with their owner gone: KILLED, ``failure_reason`` = reason."""
+    closed = []
+    for run in runs:
+        owner = run.data.tags.get(OWNER_TAG)
+        if run.info.status != "RUNNING" or not owner_gone(owner):
+            continue
+        pid = owner.rsplit(":", 2)[1] if owner else "?"
+        client.set_tag(run.info.run_id, "failure_reason", f"{reason} (its process {pid} is gone)")
+        client.set_tag(run.info.run_id, "outcome", "orphaned")
+        client.set_terminated(run.info.run_id, "KILLED")
+        closed.append(run.info.run_id)
+    if closed:
+        log.warning("closed %d run%s left RUNNING by a process that is gone: %s", len(closed),
+                    "s" if len(closed) > 1 else "", ", ".join(closed))
+    return closed

@@ -1,0 +1,74 @@
+"""Runs a killed launch left RUNNING are closed by the next launch that meets them (a real kill -9, a real
+rerun): KILLED with the reason, the member trained again — never a second run beside a RUNNING one — and the
+killed sweep's parent closed too. Runs of live processes are left alone."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mlflow import MlflowClient
+
+from bn_study.tracking.owner import owner_gone, this_owner
+
+ARGS = ["-m", "seed=0", "epochs=2", "data.limit_train=20000", "act=relu", "probe.enabled=false",
+        "tracking.figures=false", "log_every=50"]
+
+
+def launch(tmp_path: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "bn_study", *ARGS], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def killed_once_its_run_exists(tmp_path: Path) -> None:
+    """kill -9 as soon as the member run is in the store: before the first epoch, so no checkpoint."""
+    proc = launch(tmp_path)
+    db, deadline = tmp_path / "mlflow.db", time.monotonic() + 300
+    while True:
+        assert proc.poll() is None and time.monotonic() < deadline, "the job ended (or hung) before its run existed"
+        try:
+            with sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True) as con:
+                if con.execute("SELECT count(*) FROM tags WHERE key = 'config_hash'").fetchone()[0]:
+                    break
+        except sqlite3.Error:
+            pass
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+
+
+def test_a_run_killed_before_its_first_checkpoint_is_closed_and_trained_again(tmp_path: Path) -> None:
+    killed_once_its_run_exists(tmp_path)
+    assert not list((tmp_path / "checkpoints").glob("*.pt"))
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("bn_study").experiment_id
+    before = client.search_runs([exp])
+    assert sorted(r.info.status for r in before) == ["RUNNING", "RUNNING"]  # the parent and its member
+    again = launch(tmp_path)
+    out, _ = again.communicate(timeout=600)
+    assert again.returncode == 0, out[-3000:]
+    after = {r.info.run_id: r for r in client.search_runs([exp])}
+    for old in before:
+        closed = after[old.info.run_id]
+        assert closed.info.status == "KILLED" and "(its process " in closed.data.tags["failure_reason"]
+    members = [r for r in after.values() if r.data.tags.get("role") != "multirun parent"]
+    assert sorted(r.info.status for r in members) == ["FINISHED", "KILLED"]  # one result for the one member
+    assert not [r for r in after.values() if r.info.status == "RUNNING"]
+    assert out.count("left RUNNING by a process that is gone") == 2  # the member, then (in the sweep) the parent
+
+
+def test_runs_of_live_processes_and_other_hosts_are_not_orphans() -> None:
+    assert not owner_gone(this_owner())
+    host, pid, ticks = this_owner().rsplit(":", 2)
+    assert owner_gone(f"{host}:{pid}:{int(ticks) + 1}")  # the pid reused by a later process
+    assert not owner_gone(f"another-host:{pid}:1")  # cannot tell from here: left alone
+    assert not owner_gone(None) and not owner_gone("garbage")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    assert owner_gone(f"{host}:{dead.pid}:1")
