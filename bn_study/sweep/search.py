@@ -16,6 +16,7 @@ from bn_study.errors import UserError
 from bn_study.sweep import trial_outcome as optuna_outcome, space as optuna_space, storage as optuna_storage
 from bn_study.sweep.trial_outcome import TrialOutcome
 from bn_study.sweep.plan import SearchPlan
+from bn_study.sweep.stale_trials import claim, retry_orphaned_trials
 from bn_study.sweep.storage import check_direction
 from bn_study.sweep.summary import JobRow, print_summary, trial_row
 
@@ -67,6 +68,7 @@ class SweepRun:
                                     pruner=sweeper.pruner, directions=sweeper.directions, load_if_exists=True)
         check_direction(self.storage, study.study_name, sweeper.directions, self.where)
         if existed:
+            retry_orphaned_trials(study)
             trials = study.get_trials(deepcopy=False)
             states = Counter(t.state.name for t in trials)
             log.info("study %r in %s: resuming with %d trials (%s); adding %d", study.study_name, self.where,
@@ -121,6 +123,8 @@ class SweepRun:
         while to_go > 0:
             size = min(self.sweeper.n_jobs, to_go)
             trials = [study.ask(fixed_distributions=self.plan.space) for _ in range(size)]
+            for trial in trials:
+                claim(trial)
             told: dict[int, TrialState] = {}
             try:
                 rows.extend(self._run_batch(arm, study, trials, told))
