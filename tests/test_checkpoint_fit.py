@@ -5,13 +5,12 @@ start (a real kill -9, a real rerun); temp files of writes that died are removed
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from kills import kill_at_line, launch as launch_in
 from mlflow import MlflowClient
 
 from bn_study.train.checkpoint import Checkpoint
@@ -22,20 +21,11 @@ ARGS = ["-m", "seed=0", "epochs=4", "data.limit_train=12000", "act=relu", "batch
 
 
 def launch(tmp_path: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "bn_study", *ARGS], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return launch_in(tmp_path, ARGS)
 
 
 def killed_after_first_epoch(tmp_path: Path) -> Path:
-    proc = launch(tmp_path)
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if "epoch 1/4" in line:
-            proc.send_signal(signal.SIGKILL)
-            break
-    proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL
+    kill_at_line(launch(tmp_path), "epoch 1/4")
     (saved,) = (tmp_path / "checkpoints").glob("*.pt")
     return saved
 

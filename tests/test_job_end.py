@@ -3,33 +3,22 @@ every metric step logged once and every artifact there (a real kill -9, a real r
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import torch
+from kills import kill_at_line, kill_when_store_has, launch as launch_in
 from mlflow import MlflowClient
 
 ARGS = ["-m", "seed=0", "epochs=2", "data.limit_train=6000", "act=relu", "log_every=50"]
 
 
 def launch(tmp_path: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "bn_study", *ARGS], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return launch_in(tmp_path, ARGS)
 
 
 def test_a_job_killed_after_its_last_epoch_ends_once_on_the_rerun(tmp_path: Path) -> None:
-    proc = launch(tmp_path)
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if "epoch 2/2" in line:  # the last epoch is checkpointed; the job's closing work is running
-            proc.send_signal(signal.SIGKILL)
-            break
-    proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL
+    kill_at_line(launch(tmp_path), "epoch 2/2")  # the last epoch is checkpointed; the job's closing work runs
     (saved,) = (tmp_path / "checkpoints").glob("*.pt")
     assert torch.load(saved, weights_only=True)["epoch"] == 2
     again = launch(tmp_path)
@@ -49,27 +38,9 @@ def test_a_job_killed_after_its_last_epoch_ends_once_on_the_rerun(tmp_path: Path
 
 
 def test_a_job_killed_after_logging_its_test_metrics_does_not_log_them_twice(tmp_path: Path) -> None:
-    import sqlite3
-    import time
-
-    import pytest
-
-    proc = launch(tmp_path)
     db = tmp_path / "mlflow.db"
-    deadline = time.monotonic() + 300
-    while True:  # the moment the store holds test_acc: the job is drawing its figures now
-        assert time.monotonic() < deadline, "no test_acc within 300 s"
-        if proc.poll() is not None:
-            pytest.skip("the job finished before the kill could land (its figures took < 50 ms)")
-        try:
-            with sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True) as con:
-                if con.execute("SELECT count(*) FROM metrics WHERE key = 'test_acc'").fetchone()[0]:
-                    break
-        except sqlite3.Error:
-            pass
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=60)
+    # the moment the store holds test_acc: the job is drawing its figures now
+    kill_when_store_has(launch(tmp_path), db, "SELECT count(*) FROM metrics WHERE key = 'test_acc'")
     again = launch(tmp_path)
     out, _ = again.communicate(timeout=600)
     assert again.returncode == 0, out[-3000:]

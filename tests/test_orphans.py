@@ -4,14 +4,10 @@ killed sweep's parent closed too. Runs of live processes are left alone."""
 
 from __future__ import annotations
 
-import os
-import signal
-import sqlite3
 import subprocess
-import sys
-import time
 from pathlib import Path
 
+from kills import kill_when_store_has, launch as launch_in
 from mlflow import MlflowClient
 
 from bn_study.tracking.owner import owner_gone, this_owner
@@ -21,26 +17,12 @@ ARGS = ["-m", "seed=0", "epochs=2", "data.limit_train=20000", "act=relu", "probe
 
 
 def launch(tmp_path: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "bn_study", *ARGS], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return launch_in(tmp_path, ARGS)
 
 
 def killed_once_its_run_exists(tmp_path: Path) -> None:
     """kill -9 as soon as the member run is in the store: before the first epoch, so no checkpoint."""
-    proc = launch(tmp_path)
-    db, deadline = tmp_path / "mlflow.db", time.monotonic() + 300
-    while True:
-        assert proc.poll() is None and time.monotonic() < deadline, "the job ended (or hung) before its run existed"
-        try:
-            with sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True) as con:
-                if con.execute("SELECT count(*) FROM tags WHERE key = 'config_hash'").fetchone()[0]:
-                    break
-        except sqlite3.Error:
-            pass
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=60)
+    kill_when_store_has(launch(tmp_path), tmp_path / "mlflow.db", "SELECT count(*) FROM tags WHERE key = 'config_hash'")
 
 
 def test_a_run_killed_before_its_first_checkpoint_is_closed_and_trained_again(tmp_path: Path) -> None:

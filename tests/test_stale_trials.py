@@ -3,14 +3,11 @@ the reason, and run again once with the same params; nothing stays RUNNING in th
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import optuna
+from kills import kill_at_line, launch as launch_in
 from mlflow import MlflowClient
 
 ARGS = ["-m", "hparams_search=optuna", "hydra.sweeper.n_trials=1", "seed=0", "epochs=2", "data.limit_train=20000",
@@ -18,9 +15,7 @@ ARGS = ["-m", "hparams_search=optuna", "hydra.sweeper.n_trials=1", "seed=0", "ep
 
 
 def launch(tmp_path: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "bn_study", *ARGS], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return launch_in(tmp_path, ARGS)
 
 
 def study_of(tmp_path: Path) -> optuna.Study:
@@ -30,14 +25,7 @@ def study_of(tmp_path: Path) -> optuna.Study:
 
 
 def test_a_trial_of_a_killed_search_is_failed_and_run_again_once(tmp_path: Path) -> None:
-    proc = launch(tmp_path)
-    assert proc.stdout is not None
-    for line in proc.stdout:  # the trial's job has started training: its trial is RUNNING in the journal
-        if "epoch 1/2" in line:
-            proc.send_signal(signal.SIGKILL)
-            break
-    proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL
+    kill_at_line(launch(tmp_path), "epoch 1/2")  # the trial's job trains: its trial is RUNNING in the journal
     (killed,) = study_of(tmp_path).trials
     assert killed.state == optuna.trial.TrialState.RUNNING
     again = launch(tmp_path)
@@ -50,7 +38,6 @@ def test_a_trial_of_a_killed_search_is_failed_and_run_again_once(tmp_path: Path)
     assert retry.state == optuna.trial.TrialState.COMPLETE and retry.user_attrs["retry_of"] == first.number
     assert retry.params == first.params
     assert not [t for t in study_of(tmp_path).trials if t.state == optuna.trial.TrialState.RUNNING]
-    time.sleep(0.1)
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert not [r for r in runs if r.info.status == "RUNNING"]
