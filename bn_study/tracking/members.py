@@ -11,6 +11,8 @@ import sys
 import traceback
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 from mlflow.entities import Run
 from omegaconf import OmegaConf
@@ -54,6 +56,19 @@ def _is_pruned(exc: BaseException) -> bool:
     return optuna is not None and isinstance(exc, optuna.TrialPruned)
 
 
+def _report_lost_artifacts(runs: Iterable[Run]) -> None:
+    """A finished run whose local artifact folder is gone (``mlruns/`` deleted or moved) is still a result and
+    is not trained again, but it is said: its config and figures are no longer there."""
+    for r in runs:
+        uri = r.info.artifact_uri or ""
+        if uri.startswith("file:"):
+            folder = Path(unquote(urlparse(uri).path))
+            if not folder.is_dir():
+                log.warning("run %s is %s but its artifacts are gone (%s): its metrics count as this member's "
+                            "result, its config.yaml and figures are lost; delete the run to train it again",
+                            r.info.run_id, r.info.status, folder)
+
+
 def resumes(plan: JobPlan) -> bool:
     """Whether this job continues what an earlier launch left: resume=auto does for a sweep (re-running it
     continues it), while a single run trains afresh unless resume=true."""
@@ -80,6 +95,7 @@ class MemberTracking:
         if done and ctx.parent_run_id:  # this sweep's results include them: say so, for the report
             for r in done.values():
                 ctx.client.set_tag(r.info.run_id, reused_tag(ctx.parent_run_id), "true")
+        _report_lost_artifacts(done.values())
         todo = [seed for seed in plan.seeds if seed not in done]
         todo_hashes = [plan.hashes[s] for s in todo]
         checkpoint = Checkpoint(job.path(cfg.checkpoint_dir), job_hash(todo_hashes))
