@@ -21,7 +21,7 @@ from bn_study.job import JobPlan
 from bn_study.sweep.outcome import JobOutcome, objective_value, worst_value
 from bn_study.sweep.trial import TrialReporter
 from bn_study.tracking.naming import flatten
-from bn_study.tracking.owner import close_orphans
+from bn_study.tracking.owner import close_orphans, kill_run
 from bn_study.tracking.parent import read_parent_file
 from bn_study.tracking.resume import final_runs, job_hash, resumable_run_ids, reused_tag
 from bn_study.errors import Interrupted, StoreError
@@ -136,8 +136,7 @@ class MemberTracking:
                     self.checkpoint.path, problem, "s" if len(stale) != 1 else "", ", ".join(stale) or "(none)")
         for run_id in stale:
             try:
-                self.ctx.client.set_tag(run_id, "failure_reason", f"checkpoint discarded: {problem}")
-                self.ctx.client.set_terminated(run_id, "KILLED")
+                kill_run(self.ctx.client, run_id, f"checkpoint discarded: {problem}")
             except Exception as err:  # gone from the store: nothing left to close
                 log.debug("could not close stale run %s: %s", run_id, err)
         self.checkpoint.delete()

@@ -11,7 +11,7 @@ import socket
 from collections.abc import Iterable
 
 from mlflow import MlflowClient
-from mlflow.entities import Run
+from mlflow.entities import Run, RunTag
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,13 @@ def owner_gone(owner: str | None) -> bool:
     return _start_ticks(int(pid)) != ticks
 
 
+def kill_run(client: MlflowClient, run_id: str, reason: str, outcome: str | None = None) -> None:
+    """End a run no process will finish as KILLED, saying why (``failure_reason``, and ``outcome`` if given)."""
+    tags = [RunTag("failure_reason", reason)] + ([RunTag("outcome", outcome)] if outcome else [])
+    client.log_batch(run_id, tags=tags)
+    client.set_terminated(run_id, "KILLED")
+
+
 def close_orphans(client: MlflowClient, runs: Iterable[Run], reason: str) -> list[str]:
     """Close the given runs that are RUNNING with their owner gone: KILLED, ``failure_reason`` = reason."""
     closed = []
@@ -50,9 +57,7 @@ def close_orphans(client: MlflowClient, runs: Iterable[Run], reason: str) -> lis
         if run.info.status != "RUNNING" or not owner_gone(owner):
             continue
         pid = owner.rsplit(":", 2)[1] if owner else "?"
-        client.set_tag(run.info.run_id, "failure_reason", f"{reason} (its process {pid} is gone)")
-        client.set_tag(run.info.run_id, "outcome", "orphaned")
-        client.set_terminated(run.info.run_id, "KILLED")
+        kill_run(client, run.info.run_id, f"{reason} (its process {pid} is gone)", "orphaned")
         closed.append(run.info.run_id)
     if closed:
         log.warning("closed %d run%s left RUNNING by a process that is gone: %s", len(closed),

@@ -17,7 +17,7 @@ from mlflow.entities import RunTag
 from omegaconf import DictConfig
 
 from bn_study.tracking.naming import fit_run_name
-from bn_study.tracking.owner import OWNER_TAG, close_orphans, this_owner
+from bn_study.tracking.owner import OWNER_TAG, close_orphans, kill_run, this_owner
 from bn_study.tracking.provenance import git_state
 from bn_study.util.atomic import write_atomic
 from bn_study.tracking.store import connect, ensure_experiment, resolve_tracking_uri
@@ -77,8 +77,7 @@ class ParentRun:
 
     def interrupted(self) -> None:
         """Ctrl-C: KILLED, with the reason (the same command resumes the sweep)."""
-        self.set_tags({"failure_reason": "interrupted (Ctrl-C)", "outcome": "interrupted"})
-        self.client.set_terminated(self.run_id, "KILLED")
+        kill_run(self.client, self.run_id, "interrupted (Ctrl-C)", "interrupted")
 
 
 def sweep_description(overrides: Sequence[str]) -> str:
