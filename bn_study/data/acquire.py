@@ -23,9 +23,9 @@ from bn_study.util.atomic import publish, stage_bytes
 from bn_study.data.catalog import (
     RAW_FILES,
     DatasetSpec,
-    not_real,
     get_dataset,
     missing_raw_files,
+    not_real,
     raw_dir,
     raw_file_problems,
 )
@@ -141,15 +141,14 @@ def _run_chain(spec: DatasetSpec, order: tuple[str, ...], root: Path, raw: Path,
 
 def _from_local(raw: Path, spec: DatasetSpec, verify: bool) -> None:
     # Re-checked under the lock: another process may have published the files while this one waited.
-    problems = raw_file_problems(raw)
-    if not problems and verify and not missing_raw_files(raw):
+    problems, missing = raw_file_problems(raw), missing_raw_files(raw)
+    if not problems and verify and not missing:
         _delete_unless_real(raw, spec, "found")
     if problems:
         # Truncated or foreign files are never decoded: remove them so the next source fetches clean ones.
         for name in RAW_FILES:
             (raw / name).unlink(missing_ok=True)
         raise SourceFailed(f"corrupt files deleted ({'; '.join(problems)})")
-    missing = missing_raw_files(raw)
     if len(missing) == len(RAW_FILES):
         raise SourceFailed("no files there")
     if missing:
