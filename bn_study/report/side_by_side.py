@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from bn_study.data.catalog import DATASETS
 from bn_study.report.cells import cell, mean_ci, verdict_text
 from bn_study.report.claims import ClaimResult
 from bn_study.report.collect import Condition, Study
@@ -26,8 +27,6 @@ class Side:
 
 
 def side_name(study: Study) -> str:
-    from bn_study.data.catalog import DATASETS
-
     data = ", ".join(DATASETS[d].title if d in DATASETS else d for d in study.datasets) or "data not recorded"
     return f"`{study.experiment}` ({data})"
 

@@ -13,6 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from bn_study.data.catalog import DIGITS  # noqa: E402
+
 
 def learning_curves(history: Sequence[Mapping[str, float]], title: str) -> Figure:
     """Loss and accuracy against epochs, train and validation."""
@@ -51,7 +53,7 @@ def record_outputs(outputs: np.ndarray, label: int, index: int, title: str,
                    classes: Sequence[str] | None = None) -> Figure:
     """The network's 10 outputs for one test image, as the book shows them for record 19; the nodes named
     by ``classes`` where they are not simply the digits."""
-    digits = classes is None or all(c == str(i) for i, c in enumerate(classes))
+    digits = classes is None or tuple(classes) == DIGITS
     fig, ax = plt.subplots(figsize=(5, 3.2 if digits else 3.8), layout="constrained")
     colors = ["tab:green" if i == label else "tab:blue" for i in range(len(outputs))]
     ax.bar(np.arange(len(outputs)), outputs, color=colors)
