@@ -98,7 +98,8 @@ def start_postgres(root: Path, port: int) -> str:
     return base
 
 
-def _healthy(url: str) -> bool:
+def healthy(url: str) -> bool:
+    """Whether an MLflow server answers ``url``'s health check."""
     try:
         with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
             return response.status == 200
@@ -114,7 +115,7 @@ def start(root: Path, host: str, port: int, pg_port: int, timeout: float = 120.0
     artifacts = root / "artifacts"
     artifacts.mkdir(exist_ok=True)
     info_file = root / "server.json"
-    if info_file.exists() and _healthy(tracking):
+    if info_file.exists() and healthy(tracking):
         return ServerInfo(**json.loads(info_file.read_text()))
     with open(root / "mlflow.log", "ab") as log:
         # A new session: the server outlives this command, and stop() can end its whole process group.
@@ -123,7 +124,7 @@ def start(root: Path, host: str, port: int, pg_port: int, timeout: float = 120.0
              "--artifacts-destination", str(artifacts), "--host", host, "--port", str(port), "--workers", "2"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + timeout
-    while not _healthy(tracking):
+    while not healthy(tracking):
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             raise UserError(f"mlflow server did not come up on {tracking}; see {root / 'mlflow.log'}.")
@@ -169,7 +170,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"stopped the servers under {root}")
         else:
             info_file = root / "server.json"
-            up = info_file.exists() and _healthy(json.loads(info_file.read_text())["tracking_uri"])
+            up = info_file.exists() and healthy(json.loads(info_file.read_text())["tracking_uri"])
             print(json.loads(info_file.read_text()) if up else "not running")
             sys.exit(0 if up else 1)
     except UserError as err:

@@ -34,13 +34,13 @@ def kill_at_line(proc: subprocess.Popen, text: str) -> None:
 
 def kill_when_store_has(proc: subprocess.Popen, db: Path, query: str, *, every: float = 0.02,
                         timeout: float = 300) -> None:
-    """SIGKILL the moment ``query`` (a count) on the sqlite store, read only, is non-zero; skips the test if
-    the process ended first (the moment was shorter than the polling)."""
+    """SIGKILL the moment ``query`` (a count) on the sqlite store, read only, is non-zero. A process that ended
+    first fails the test: the fault it was meant to plant never happened, and nothing was proved."""
     deadline = time.monotonic() + timeout
     while True:
         assert time.monotonic() < deadline, f"the store never answered {query!r} within {timeout:.0f} s"
         if proc.poll() is not None:
-            pytest.skip(f"the process ended before the kill could land ({query})")
+            pytest.fail(f"the process ended (exit {proc.returncode}) before the kill could land ({query})")
         try:
             with sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True) as con:
                 if con.execute(query).fetchone()[0]:

@@ -55,6 +55,7 @@ CASES: dict[str, dict[str, tuple[list[str], list[str]]]] = {
         "data.name": (["data.name=cifar"], ["data.name='cifar'", "mnist, fashion_mnist"]),
         "data.val": (["data.val=train"], ["data.val='train'", "test, holdout"]),
         "data.sources": (["data.sources=[local,ftp]"], ["data.sources=['local', 'ftp']", "local, torchvision, pypi"]),
+        "no data source": (["data.sources=[]"], ["data.sources=[] is not allowed", "a non-empty list of: local"]),
         "engine": (["engine=turbo"], ["engine='turbo'", "auto, eager, graph, compile"]),
         "objective.metric": (["objective.metric=f1"], ["objective.metric='f1'", "val_acc"]),
         "objective.direction": (["objective.direction=up"], ["objective.direction='up'", "minimize, maximize"]),
@@ -252,16 +253,15 @@ def test_checkpoint_dir_that_is_a_file(cli, a_file, tmp_path, multirun, where):
     assert_refused(cli(*args, *QUICK, f"checkpoint_dir={path}"), [f"checkpoint_dir='{path}'", "is a file"], tmp_path)
 
 
-def test_checkpoint_dir_read_only(cli, tmp_path_factory, tmp_path):
-    if os.geteuid() == 0:
-        pytest.skip("root may write in a read-only directory")
+def test_checkpoint_dir_read_only(cli, tmp_path_factory, tmp_path, read_only):
     ro = tmp_path_factory.mktemp("ro")
-    ro.chmod(0o555)
+    read_only(ro)
     try:
         assert_refused(cli("-m", "act=sigmoid,relu", *QUICK, f"checkpoint_dir={ro}/ck"),
                        [f"checkpoint_dir='{ro}/ck'", "may not write"], tmp_path)
+        assert list(ro.iterdir()) == []
     finally:
-        ro.chmod(0o755)
+        read_only.undo(ro)
 
 
 def test_checkpoint_dir_where_nothing_can_be_created(cli, tmp_path):

@@ -46,17 +46,17 @@ def tamper(path: Path, how: str) -> str:
     return reason
 
 
-def runs(tmp_path: Path) -> tuple[MlflowClient, list]:
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    found = client.search_runs([client.get_experiment_by_name("bn_study").experiment_id])
+def job_runs(runs_in, tmp_path: Path) -> tuple[MlflowClient, list]:
+    client, found = runs_in(tmp_path)
     return client, [r for r in found if r.data.tags.get("role") != "multirun parent"]
 
 
 @pytest.mark.parametrize("how", ["shapes", "past_the_end", "other_version"])
-def test_a_checkpoint_that_does_not_fit_is_discarded_and_the_job_trains_again(tmp_path: Path, how: str) -> None:
+def test_a_checkpoint_that_does_not_fit_is_discarded_and_the_job_trains_again(tmp_path: Path, how: str,
+                                                                               runs_in) -> None:
     saved = killed_after_first_epoch(tmp_path)
     reason = tamper(saved, how)
-    _, before = runs(tmp_path)
+    _, before = job_runs(runs_in, tmp_path)
     (stale,) = before
     assert stale.info.status == "RUNNING"
     again = launch(tmp_path)
@@ -65,7 +65,7 @@ def test_a_checkpoint_that_does_not_fit_is_discarded_and_the_job_trains_again(tm
     warnings = [ln for ln in out.splitlines() if "discarding the checkpoint" in ln]
     assert len(warnings) == 1 and reason in warnings[0] and stale.info.run_id in warnings[0]
     assert "Traceback" not in out and "resuming from the checkpoint" not in out
-    client, after = runs(tmp_path)
+    client, after = job_runs(runs_in, tmp_path)
     closed = client.get_run(stale.info.run_id)
     assert closed.info.status == "KILLED" and closed.data.tags["failure_reason"].startswith(
         f"checkpoint discarded: {reason}")

@@ -458,16 +458,12 @@ def test_root_the_os_denies_is_not_writable(tmp_path: Path, monkeypatch: pytest.
         check_root_writable(tmp_path / "data")
 
 
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root may write to read-only dirs")
-def test_read_only_root_is_not_writable(tmp_path: Path) -> None:
+def test_read_only_root_is_not_writable(tmp_path: Path, read_only) -> None:
     ro = tmp_path / "ro"
     ro.mkdir()
-    ro.chmod(0o555)
-    try:
-        with pytest.raises(UserError, match="not writable"):
-            check_root_writable(ro / "data")
-    finally:
-        ro.chmod(0o755)
+    read_only(ro)
+    with pytest.raises(UserError, match=f"data.root '{ro}/data' is not writable"):
+        check_root_writable(ro / "data")
 
 
 # ---------------------------------------------------------------------------------------------------------------

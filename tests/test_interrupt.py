@@ -40,42 +40,36 @@ def interrupt_after_first_epoch(proc: subprocess.Popen, *logs: Path) -> None:
     proc.wait(timeout=120)
 
 
-def runs(tmp_path: Path) -> list:
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    return client.search_runs([client.get_experiment_by_name("bn_study").experiment_id])
-
-
-def test_ctrl_c_in_a_single_run_is_one_line_exit_130_and_the_rerun_continues(tmp_path: Path) -> None:
+def test_ctrl_c_in_a_single_run_is_one_line_exit_130_and_the_rerun_continues(tmp_path: Path, runs_in) -> None:
     proc, out, err = start(tmp_path)
     interrupt_after_first_epoch(proc, out, err)
     text = out.read_text() + err.read_text()
     assert proc.returncode == 130, text[-3000:]
     assert "Traceback" not in text and "KeyboardInterrupt" not in text
-    (run,) = runs(tmp_path)
+    client, (run,) = runs_in(tmp_path)
     assert run.info.status == "KILLED" and run.data.tags["failure_reason"] == "interrupted (Ctrl-C)"
     last = err.read_text().strip().splitlines()[-1]
     kept = int(re.search(r"stopped with (\d+) of 40 epochs saved", last).group(1))
     assert last == LINE.format(done=kept, ids=run.info.run_id, again="the same command with resume=true")
     (saved,) = (tmp_path / "checkpoints").glob("*.pt")
     assert kept >= 1 and torch.load(saved, weights_only=True)["epoch"] == kept
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert max(int(m.step) for m in client.get_metric_history(run.info.run_id, "val_acc")) in (kept, kept + 1)
     # what the line says: a single run continues when asked to, into the same run, to the end
     proc, out, err = start(tmp_path, "resume=true")
     assert proc.wait(timeout=600) == 0, (out.read_text() + err.read_text())[-3000:]
-    (again,) = runs(tmp_path)
+    _, (again,) = runs_in(tmp_path)
     assert again.info.run_id == run.info.run_id and again.info.status == "FINISHED"
     steps = [int(m.step) for m in client.get_metric_history(run.info.run_id, "val_acc")]
     assert sorted(steps) == list(range(1, 41))  # every epoch once: none lost, none logged twice
 
 
-def test_ctrl_c_in_a_multirun_kills_its_parent_with_the_reason(tmp_path: Path) -> None:
+def test_ctrl_c_in_a_multirun_kills_its_parent_with_the_reason(tmp_path: Path, runs_in) -> None:
     proc, out, err = start(tmp_path, "-m", "seed=0,1")
     interrupt_after_first_epoch(proc, out, err)
     text = out.read_text() + err.read_text()
     assert proc.returncode == 130, text[-3000:]
     assert "Traceback" not in text
-    found = runs(tmp_path)
+    _, found = runs_in(tmp_path)
     parent = next(r for r in found if r.data.tags.get("role") == "multirun parent")
     assert parent.info.status == "KILLED" and parent.data.tags["failure_reason"] == "interrupted (Ctrl-C)"
     children = [r for r in found if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
@@ -86,7 +80,7 @@ def test_ctrl_c_in_a_multirun_kills_its_parent_with_the_reason(tmp_path: Path) -
     # the same command: the interrupted member continues in its run, the other one trains; both FINISHED
     proc, out, err = start(tmp_path, "-m", "seed=0,1")
     assert proc.wait(timeout=600) == 0, (out.read_text() + err.read_text())[-3000:]
-    members = [r for r in runs(tmp_path) if r.data.tags.get("role") != "multirun parent"]
+    members = [r for r in runs_in(tmp_path)[1] if r.data.tags.get("role") != "multirun parent"]
     assert sorted(r.info.status for r in members) == ["FINISHED", "FINISHED"]
     assert children[0].info.run_id in {r.info.run_id for r in members}
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import math
 
 import pytest
 import torch
 
 from bn_study.data import Splits
-from bn_study.train.loop import TrainSpec, fit, new_state
+from bn_study.train.checkpoint import capture, misfit, restore
+from bn_study.train.loop import TrainSpec, fit, new_state, steps_per_epoch, targets, train_epoch
 from bn_study.train.members import Members
-from bn_study.train.step import eager_step
+from bn_study.train.step import eager_step, forward_loss, train_step
 from bn_study.train.losses import member_loss
 from bn_study.train.model import seeded_models
 from bn_study.train.optim import build_optimizer
@@ -37,17 +39,26 @@ def separable(n: int = 600, features: int = 12, classes: int = 4, seed: int = 0)
     return Splits(tx, ty, vx, vy, vx, vy, name="blobs", val_split="test")
 
 
-def train(splits: Splits, *, seeds=(0,), epochs=5, norm=NO_NORM, optimizer=SGD, loss="ce",
-          model=MODEL, act="relu", batch_size=32, shuffle=True, log_every=5):
+def fresh_state(splits: Splits, seeds=(0,), norm=NO_NORM, optimizer=SGD, model=MODEL, act="relu"):
     models = seeded_models(seeds, model, {"name": act}, norm, num_features=splits.num_features,
                            num_classes=splits.num_classes)
     members = Members(models)
-    opt = build_optimizer(members.net.parameters(), optimizer)
-    state = new_state(members, opt, seeds)
+    return new_state(members, build_optimizer(members.net.parameters(), optimizer), seeds)
+
+
+def train(splits: Splits, *, seeds=(0,), epochs=5, norm=NO_NORM, optimizer=SGD, loss="ce",
+          model=MODEL, act="relu", batch_size=32, shuffle=True, log_every=5, state=None):
+    """Train ``epochs`` epochs in all: a given ``state`` continues from the epoch it holds."""
+    state = state or fresh_state(splits, seeds, norm, optimizer, model, act)
     spec = TrainSpec(epochs=epochs, batch_size=batch_size, seeds=tuple(seeds), loss=loss, shuffle=shuffle,
                      log_every=log_every)
-    reports = list(fit(state, splits, spec, eager_step(members, member_loss(loss), opt)))
+    reports = list(fit(state, splits, spec, eager_step(state.members, member_loss(loss), state.optimizer)))
     return state, reports
+
+
+def without_time(reports) -> list:
+    return [(r.epoch, [{k: v for k, v in m.items() if k != "epoch_seconds"} for m in r.metrics], r.step_losses,
+             r.failures) for r in reports]
 
 
 @pytest.mark.parametrize("norm", [NO_NORM, BN1], ids=["none", "bn1"])
@@ -88,14 +99,151 @@ def test_same_seed_repeats_bit_for_bit_and_another_seed_differs():
 
 def test_divergence_stops_cleanly_with_a_reason():
     state, reports = train(separable(), optimizer={"_target_": "torch.optim.SGD", "lr": 1e30, "momentum": 0.0}, epochs=5)
-    assert state.failures[0] is not None
-    assert "training loss became" in state.failures[0] or "epoch" in state.failures[0]
-    assert any(word in state.failures[0] for word in ("nan", "inf"))
-    assert len(reports) < 5  # it stopped early instead of grinding through NaNs
+    # the first logged step after the blow-up (step 5 of 19 in epoch 1) names the value, the step and the epoch
+    assert state.failures == ["training loss became nan at step 5 (epoch 1)"]
+    assert [r.epoch for r in reports] == [1]  # it stopped early instead of grinding through NaNs
+    assert [s for s, _ in reports[0].step_losses] == [5]  # the loop left the epoch at the failing step
     assert reports[-1].failures == state.failures
+
+
+@pytest.mark.parametrize("optimizer", [SGD, {"_target_": "torch.optim.Adam", "lr": 0.01}], ids=["sgd", "adam"])
+def test_save_restore_continue_equals_one_uninterrupted_fit(optimizer):
+    """What a resumed job does — capture after epoch 2, write, read, restore into a freshly built job, train
+    on — must give the very numbers of one fit: weights, BN statistics, optimizer moments and each member's
+    shuffle generator all come back (two members, so the stacked model and per-member generators count)."""
+    splits, seeds = separable(), (0, 1)
+    whole, whole_reports = train(splits, seeds=seeds, norm=BN1, optimizer=optimizer, epochs=4)
+
+    first, first_reports = train(splits, seeds=seeds, norm=BN1, optimizer=optimizer, epochs=2)
+    buffer = io.BytesIO()
+    torch.save(capture(first, job_hash="h", member_hashes=["a", "b"], run_ids=["r0", "r1"], history=[],
+                       probe_first=None), buffer)
+    buffer.seek(0)
+    payload = torch.load(buffer, weights_only=True)
+    later = fresh_state(splits, seeds, BN1, optimizer)
+    assert misfit(later, payload, 4) is None
+    restore(later, payload)
+    assert (later.epoch, later.global_step) == (2, first.global_step)
+    later, later_reports = train(splits, seeds=seeds, norm=BN1, optimizer=optimizer, epochs=4, state=later)
+
+    assert without_time(first_reports + later_reports) == without_time(whole_reports)
+    for key, value in whole.members.net.state_dict().items():
+        assert torch.equal(later.members.net.state_dict()[key], value), key
 
 
 def test_bn_skips_a_last_batch_of_one_sample():
     splits = separable(n=65)  # 65 = 2 × 32 + 1
     _, reports = train(splits, norm=BN1, batch_size=32, epochs=1)
     assert math.isfinite(reports[0].metrics[0]["train_loss"])
+
+
+@pytest.mark.parametrize("loss, wanted", [("ce", False), ("mse", True), ("bce", True)])
+def test_one_hot_targets_only_for_the_losses_that_read_them(loss, wanted):
+    x, y = torch.zeros(4, 3, dtype=torch.float64), torch.tensor([0, 2, 1, 2])  # class 3 of 4 absent from the split
+    made = targets(x, y, loss, num_classes=4)
+    assert made.x is x and made.labels is y
+    if not wanted:
+        assert made.onehot is None  # 60 000 × 10 floats the cross-entropy never reads
+    else:
+        assert made.onehot.dtype == torch.float64 and made.onehot.tolist() == [
+            [1, 0, 0, 0], [0, 0, 1, 0], [0, 1, 0, 0], [0, 0, 1, 0]]
+
+
+def test_a_step_zeroes_gradients_in_place_only_when_asked():
+    """``keep_grads`` (what a CUDA graph replays into) keeps each gradient tensor; by default they are freed."""
+    splits = separable(n=64)
+    state = fresh_state(splits)
+    forward = forward_loss(state.members, member_loss("ce"))
+    x, labels = splits.train_x.unsqueeze(0), splits.train_y.unsqueeze(0)
+
+    def grads():
+        return [p.grad for p in state.members.net.parameters()]
+
+    train_step(forward, state.optimizer, x, labels, None, keep_grads=True)
+    kept = grads()
+    train_step(forward, state.optimizer, x, labels, None, keep_grads=True)
+    assert all(a is b for a, b in zip(kept, grads()))
+    train_step(forward, state.optimizer, x, labels, None)
+    assert all(a is not b for a, b in zip(kept, grads()))
+
+
+@pytest.mark.parametrize("n, batch, drop_last, bn, steps", [
+    (64, 32, False, False, 2), (64, 32, True, True, 2),
+    (65, 32, False, False, 3), (65, 32, False, True, 2),  # BN leaves a last batch of one sample out
+    (65, 32, True, False, 2), (65, 32, True, True, 2),
+    (66, 32, False, True, 3), (66, 32, True, False, 2), (95, 32, True, False, 2),
+    (1, 32, False, True, 0),
+])
+def test_steps_per_epoch(n, batch, drop_last, bn, steps):
+    spec = TrainSpec(epochs=1, batch_size=batch, seeds=(0,), loss="ce", drop_last=drop_last)
+    assert steps_per_epoch(n, spec, has_batch_norm=bn) == steps
+
+
+class SeenSamples:
+    """A step that trains nothing and records which samples each member was given (x holds each sample's index)."""
+
+    def __init__(self) -> None:
+        self.seen: list[torch.Tensor] = []
+
+    def __call__(self, x, labels, onehot):
+        self.seen.append(x[:, :, 0].long())
+        return torch.zeros(x.shape[0]), torch.zeros(x.shape[0], dtype=torch.long)
+
+
+def indexed_splits(n: int) -> Splits:
+    x = torch.arange(n, dtype=torch.float32).unsqueeze(1).repeat(1, 3)
+    y = torch.arange(n) % 4
+    return Splits(x, y, x, y, x, y, name="indexed", val_split="test")
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_each_member_walks_its_own_generators_order_each_epoch(shuffle):
+    splits, seeds = indexed_splits(50), (5, 6)
+    state = fresh_state(splits, seeds, model={**MODEL, "hidden": [4]})
+    step = SeenSamples()
+    spec = TrainSpec(epochs=2, batch_size=16, seeds=seeds, loss="ce", shuffle=shuffle, log_every=1000)
+    for _ in range(2):
+        train_epoch(state, targets(splits.train_x, splits.train_y, "ce", 4), spec, step)
+        state.epoch += 1
+    walked = torch.cat(step.seen, dim=1)  # [members, 2 epochs × 50]
+    for k, seed in enumerate(seeds):
+        g = torch.Generator().manual_seed(seed)
+        want = torch.cat([torch.randperm(50, generator=g), torch.randperm(50, generator=g)]) if shuffle \
+            else torch.arange(50).repeat(2)
+        assert torch.equal(walked[k], want), k
+
+
+class ByIndex:
+    """The indexed-step protocol (what GraphStep offers): the loop hands over the order and reads the totals back."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def __call__(self, x, labels, onehot):
+        raise AssertionError("an indexed step is never called with gathered batches")
+
+    def start_epoch(self, data, order):
+        self.data, self.order = data, order
+        self.calls.append(("start", tuple(order.shape)))
+
+    def step_at(self, lo, hi):
+        self.calls.append(("step", lo, hi))
+        return torch.full((1,), 0.5)
+
+    def epoch_totals(self):
+        return torch.tensor([7.0]), torch.tensor([3])
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_a_step_that_takes_batches_by_index_gets_the_order_and_gives_the_totals(shuffle):
+    splits = indexed_splits(40)
+    state = fresh_state(splits, seeds=(3,), model={**MODEL, "hidden": [4]})
+    step = ByIndex()
+    spec = TrainSpec(epochs=1, batch_size=16, seeds=(3,), loss="ce", shuffle=shuffle, log_every=2)
+    data = targets(splits.train_x, splits.train_y, "ce", 4)
+    loss_sum, correct, logged, seen = train_epoch(state, data, spec, step)
+    assert step.calls == [("start", (1, 40)), ("step", 0, 16), ("step", 16, 32), ("step", 32, 40)]
+    assert step.data is data
+    want = torch.randperm(40, generator=torch.Generator().manual_seed(3)) if shuffle else torch.arange(40)
+    assert torch.equal(step.order[0], want)
+    assert (loss_sum.tolist(), correct.tolist(), logged, seen) == ([7.0], [3], [(2, [0.5])], 40)

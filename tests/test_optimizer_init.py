@@ -43,7 +43,7 @@ def test_each_shipped_optimizer_builds_its_class_with_its_numbers(name, cls):
             assert (list(got) if isinstance(got, tuple) else got) == value, key
 
 
-def test_a_users_own_optimizer_file_trains_through_the_entry_point(cli, tmp_path):
+def test_a_users_own_optimizer_file_trains_through_the_entry_point(cli, tmp_path, runs_in):
     """A new optimizer is one YAML file in the user's config dir: no code."""
     mine = tmp_path / "my_conf" / "optimizer"
     mine.mkdir(parents=True)
@@ -53,10 +53,7 @@ def test_a_users_own_optimizer_file_trains_through_the_entry_point(cli, tmp_path
     result = cli("--config-dir", str(tmp_path / "my_conf"), "optimizer=adagrad", "act=relu", "norm=bn1",
                  "batch_size=32", *QUICK, cwd=launch)
     assert result.code == 0, result.err
-    from mlflow import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{launch / 'mlflow.db'}")
-    [run] = client.search_runs([client.get_experiment_by_name("bn_study").experiment_id])
+    [run] = runs_in(launch)[1]
     assert run.data.params["optimizer._target_"] == "torch.optim.Adagrad"
     assert run.data.params["optimizer.lr"] == "0.05"
     assert run.data.metrics["val_acc"] > 0.4  # 19 steps of 32 images: it learned (chance is 0.1)

@@ -3,11 +3,11 @@ pruned trials show as such in Optuna and MLflow, and the fair comparison tags wh
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import optuna
 import pytest
-from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 TINY = ["data.limit_train=1000", "probe.enabled=false", "tracking.figures=false"]
@@ -27,13 +27,7 @@ def study_in(launch_dir: Path, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=storage)
 
 
-def runs_in(db: Path, experiment: str) -> tuple[MlflowClient, list]:
-    client = MlflowClient(f"sqlite:///{db}")
-    found = client.get_experiment_by_name(experiment)
-    return client, client.search_runs([found.experiment_id], max_results=1000, order_by=["attributes.start_time ASC"])
-
-
-def test_search_resumes_and_mirrors_trials_in_mlflow(cli, tmp_path: Path, store: Path) -> None:
+def test_search_resumes_and_mirrors_trials_in_mlflow(cli, tmp_path: Path, store: Path, runs_in) -> None:
     search = ["-m", "hparams_search=optuna", "hydra.sweeper.n_trials=2", "epochs=1", *TINY,
               f"tracking.uri=sqlite:///{store}"]
     first = cli(*search)
@@ -48,7 +42,7 @@ def test_search_resumes_and_mirrors_trials_in_mlflow(cli, tmp_path: Path, store:
     assert [t.state for t in study.trials[2:]] == [TrialState.PRUNED, TrialState.PRUNED]
     assert all(set(t.params) == {"optimizer.lr", "batch_size"} for t in study.trials)
 
-    client, runs = runs_in(store, "bn_study")
+    client, runs = runs_in(f"sqlite:///{store}", "bn_study")
     parents = [r for r in runs if r.data.tags.get("role") == "multirun parent"]
     assert len(parents) == 2  # one per invocation
     for parent, numbers in zip(parents, ([0, 1], [2, 3])):
@@ -79,14 +73,14 @@ def test_search_resumes_and_mirrors_trials_in_mlflow(cli, tmp_path: Path, store:
     assert {"optimization_history.png", "param_importances.png", "optimization_results.yaml"} <= artifacts
 
 
-def test_fair_comparison_tunes_each_arm_then_reruns_its_best(cli, tmp_path: Path, store: Path) -> None:
+def test_fair_comparison_tunes_each_arm_then_reruns_its_best(cli, tmp_path: Path, store: Path, runs_in) -> None:
     result = cli("-m", "+experiment=fair_bn", "hydra.sweeper.n_trials=1", "epochs=1", *TINY,
                  f"tracking.uri=sqlite:///{store}",
                  "act=sigmoid",  # one activation: two arms, none and bn1
                  "hydra.sweeper.final.overrides=['data.val=test','seeds=[0,1]','epochs=1','resume=false',"
                  "'data.limit_train=1000']")
     assert result.code == 0, result.err[-3000:]
-    _, runs = runs_in(store, "fair_bn")
+    _, runs = runs_in(f"sqlite:///{store}", "fair_bn")
     for arm in ("act=sigmoid norm=none", "act=sigmoid norm=bn1"):
         study = study_in(tmp_path, f"fair_bn {arm}")
         assert len(study.trials) == 1 and set(study.trials[0].params) == {"optimizer.lr"}
@@ -99,6 +93,29 @@ def test_fair_comparison_tunes_each_arm_then_reruns_its_best(cli, tmp_path: Path
             assert r.data.params["data.val"] == "test" and r.data.params["epochs"] == "1"
             assert float(r.data.params["optimizer.lr"]) == pytest.approx(study.best_params["optimizer.lr"])
             assert r.data.tags["optuna_study"] == f"fair_bn {arm}"
+
+
+def test_a_search_with_the_joblib_launcher_trains_its_trials_in_parallel(cli, tmp_path: Path, store: Path,
+                                                                         runs_in) -> None:
+    result = cli("-m", "hparams_search=optuna", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                 "hydra.sweeper.n_jobs=2", "hydra.sweeper.n_trials=2", "hydra.sweeper.final=null", "epochs=1", *TINY,
+                 f"tracking.uri=sqlite:///{store}", "tracking.experiment=joblib_search")
+    assert result.code == 0, result.err[-3000:]
+    study = study_in(tmp_path, "joblib_search")
+    assert [(t.number, t.state) for t in study.trials] == [(0, TrialState.COMPLETE), (1, TrialState.COMPLETE)]
+    _, runs = runs_in(f"sqlite:///{store}", "joblib_search")
+    [parent] = [r for r in runs if r.data.tags.get("role") == "multirun parent"]
+    tune = sorted((r for r in runs if r.data.tags.get("stage") == "tune"), key=lambda r: int(r.data.tags["optuna_trial"]))
+    assert len(runs) == 3 and [r.data.tags["optuna_trial"] for r in tune] == ["0", "1"]
+    for run, trial in zip(tune, study.trials):
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert (run.info.status, run.data.tags["optuna_state"]) == ("FINISHED", "COMPLETE")
+        assert run.data.metrics["val_acc"] == pytest.approx(trial.value)  # the objective the trial was told
+        assert float(run.data.params["optimizer.lr"]) == pytest.approx(trial.params["optimizer.lr"])
+    # the jobs ran in joblib's worker processes, not in this one (the owner tag: host:pid:start)
+    pids = {int(r.data.tags["owner"].split(":")[1]) for r in tune}
+    assert os.getpid() not in pids
+    assert parent.info.status == "FINISHED" and parent.data.tags["trials_COMPLETE"] == "2"
 
 
 def test_a_bad_search_space_stops_before_anything_is_written(cli, tmp_path: Path) -> None:

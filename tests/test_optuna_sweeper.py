@@ -47,13 +47,45 @@ def test_discovery() -> None:
     assert "OptunaSweeper" in [p.__name__ for p in Plugins.instance().discover(Sweeper)]
 
 
-def test_launch_jobs(hydra_sweep_runner: Any) -> None:
-    # Hydra's test app returns None, not a number: every trial is FAIL, and the sweep still completes
+def test_launch_jobs(hydra_sweep_runner: Any, tmp_path: Path, capsys: Any) -> None:
+    # Hydra's test app under its sweep runner: the runner's stand-in task returns 100 for every job
+    storage = str(tmp_path / "launch.journal")
     with hydra_sweep_runner(calling_file=None, calling_module="hydra.test_utils.a_module", config_path="configs",
-                            config_name="compose.yaml", task_function=None,
+                            config_name="compose.yaml", task_function=None, temp_dir=str(tmp_path / "sweep"),
                             overrides=["hydra/sweeper=optuna", "hydra/launcher=basic", "hydra.sweeper.n_trials=8",
-                                       "hydra.sweeper.n_jobs=3"]) as s:
+                                       "hydra.sweeper.n_jobs=3", "hydra.sweeper.study_name=launch",
+                                       f"hydra.sweeper.storage={storage}"]) as s:
         assert s.returns is None
+    trials = trials_of(storage, "launch")
+    assert [(t.number, t.state, t.value) for t in trials] == [(n, TrialState.COMPLETE, 100) for n in range(8)]
+    log = capsys.readouterr().out
+    assert [line.split("] ")[-1] for line in log.splitlines() if "Launching" in line] == [
+        "Launching 3 jobs locally", "Launching 3 jobs locally", "Launching 2 jobs locally"]  # n_jobs per batch
+
+
+HYDRA_TEST_CONFIGS = Path(importlib.util.find_spec("hydra.test_utils").origin).parent / "configs"
+
+
+def test_every_trial_failing_is_said_and_the_sweep_still_completes(tmp_path: Path) -> None:
+    """A real process whose task returns None (Hydra's test app, not a number): each trial is FAIL with the
+    reason in the log, the summary counts them, exit 0, and the results say there is no best trial."""
+    storage = tmp_path / "fail.journal"
+    done = subprocess.run([sys.executable, "-m", "hydra.test_utils.a_module", f"--config-dir={HYDRA_TEST_CONFIGS}",
+                           "--config-name=compose", "-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=4",
+                           "hydra.sweeper.n_jobs=2", "hydra.sweeper.study_name=fail", f"hydra.sweeper.storage={storage}",
+                           f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "HYDRA_FULL_ERROR": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    reasons = [line.split("] ", 1)[1] for line in done.stdout.splitlines() if ": FAIL — " in line]
+    assert reasons == [f"study 'fail' trial {n} (no params): FAIL — returned None, not a number" for n in range(4)]
+    assert "4 jobs: 4 invalid" in done.stdout.splitlines()
+    assert "study 'fail' has no completed trial yet" in done.stdout
+    assert [t.state for t in trials_of(str(storage), "fail")] == [TrialState.FAIL] * 4
+    results = OmegaConf.to_container(OmegaConf.load(tmp_path / "sweep" / "optimization_results.yaml"))
+    assert results["trials_this_run"] == {"FAIL": 4}
+    assert (results["best_params"], results["best_value"], results["best_trial"]) == (None, None, None)
 
 
 @pytest.mark.parametrize("with_commandline", [True, False])
@@ -108,7 +140,9 @@ def test_failure_rate(hydra_sweep_runner: Any, tmp_path: Path, capsys: Any, max_
     assert log.count('raise RuntimeError("cfg.error is True")\nRuntimeError: cfg.error is True') == crashes
 
 
-def test_nan_is_a_failed_trial_and_the_study_goes_on(hydra_sweep_runner: Any, tmp_path: Path) -> None:
+def test_nan_is_a_failed_trial_and_the_study_goes_on(hydra_sweep_runner: Any, tmp_path: Path, capsys: Any) -> None:
+    from bn_study.sweep.space import as_override
+
     storage = str(tmp_path / "nan.journal")
     returns = sweep(hydra_sweep_runner, tmp_path, "+nan_above=0", "hydra.sweeper.n_trials=12",
                     "hydra/sweeper/sampler=random", "hydra.sweeper.sampler.seed=1", f"hydra.sweeper.storage={storage}")
@@ -118,6 +152,12 @@ def test_nan_is_a_failed_trial_and_the_study_goes_on(hydra_sweep_runner: Any, tm
         assert t.state == (TrialState.FAIL if t.params["x"] > 0 else TrialState.COMPLETE)
     assert {t.state for t in trials} == {TrialState.FAIL, TrialState.COMPLETE}
     assert returns["best_value"] == min(t.value for t in trials if t.state == TrialState.COMPLETE)
+    assert returns["trials_this_run"] == {"FAIL": sum(t.state == TrialState.FAIL for t in trials),
+                                          "COMPLETE": sum(t.state == TrialState.COMPLETE for t in trials)}
+    # each diverged trial says why, in its own words, and nothing crashed
+    said = [line.split("] ", 1)[1] for line in capsys.readouterr().out.splitlines() if ": FAIL" in line]
+    assert said == [f"study 'sphere' trial {t.number} ({' '.join(as_override(k, v) for k, v in t.params.items())}): "
+                    "FAIL — returned nan" for t in trials if t.state == TrialState.FAIL]
 
 
 def test_a_bad_curve_is_pruned() -> None:
@@ -159,9 +199,10 @@ def test_nop_pruner_prunes_nothing(hydra_sweep_runner: Any, tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize("storage_kind", ["journal", "sqlite"])
-def test_rerunning_resumes_the_study(hydra_sweep_runner: Any, tmp_path: Path, storage_kind: str) -> None:
+def test_rerunning_resumes_the_study(hydra_sweep_runner: Any, tmp_path: Path, storage_kind: str,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
     storage = "runs.journal" if storage_kind == "journal" else "sqlite:///runs.db"
-    os.chdir(tmp_path)  # a relative storage lives in the launch directory
+    monkeypatch.chdir(tmp_path)  # a relative storage lives in the launch directory
     for _ in range(2):
         sweep(hydra_sweep_runner, tmp_path, "hydra.sweeper.n_trials=4", f"hydra.sweeper.storage={storage}")
     assert [t.number for t in trials_of(str(tmp_path / storage) if storage_kind == "journal"

@@ -8,7 +8,6 @@ import subprocess
 from pathlib import Path
 
 from kills import kill_when_store_has, launch as launch_in
-from mlflow import MlflowClient
 
 from bn_study.tracking.owner import owner_gone, this_owner
 
@@ -25,17 +24,15 @@ def killed_once_its_run_exists(tmp_path: Path) -> None:
     kill_when_store_has(launch(tmp_path), tmp_path / "mlflow.db", "SELECT count(*) FROM tags WHERE key = 'config_hash'")
 
 
-def test_a_run_killed_before_its_first_checkpoint_is_closed_and_trained_again(tmp_path: Path) -> None:
+def test_a_run_killed_before_its_first_checkpoint_is_closed_and_trained_again(tmp_path: Path, runs_in) -> None:
     killed_once_its_run_exists(tmp_path)
     assert not list((tmp_path / "checkpoints").glob("*.pt"))
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    exp = client.get_experiment_by_name("bn_study").experiment_id
-    before = client.search_runs([exp])
+    client, before = runs_in(tmp_path)
     assert sorted(r.info.status for r in before) == ["RUNNING", "RUNNING"]  # the parent and its member
     again = launch(tmp_path)
     out, _ = again.communicate(timeout=600)
     assert again.returncode == 0, out[-3000:]
-    after = {r.info.run_id: r for r in client.search_runs([exp])}
+    after = {r.info.run_id: r for r in runs_in(tmp_path)[1]}
     for old in before:
         closed = after[old.info.run_id]
         assert closed.info.status == "KILLED" and "(its process " in closed.data.tags["failure_reason"]

@@ -12,8 +12,8 @@ from bn_study.report.claims import (AGREES, SPREAD, compare_published, epochs_to
 from bn_study.report.collect import Condition, RunRecord, override_choices
 from bn_study.report.load import known_experiments, load_spec, parse_spec
 from bn_study.report.spec import ClaimSpec, Comparison
-from bn_study.report.stats import (INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Region, combine, summarize, verdict,
-                                   welch)
+from bn_study.report.stats import (INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, VERDICTS, Difference, Region, Summary,
+                                   combine, prediction_half_width, summarize, verdict, welch)
 
 SPREAD5 = (-2.0, -1.0, 0.0, 1.0, 2.0)  # five seeds around a mean
 
@@ -50,6 +50,56 @@ def test_welch_interval_matches_scipy():
     assert welch([2.0, 2.0], [1.0, 1.0]) == pytest.approx(type(d)(1.0, 1.0, 1.0, math.inf))
 
 
+def test_summary_reports_the_sample_sd_and_the_interval_ends():
+    s = summarize([1, 2, 3, 4, 5])
+    half = sps.t.ppf(0.975, 4) * math.sqrt(2.5) / math.sqrt(5)
+    assert s.sd == pytest.approx(math.sqrt(2.5))  # n − 1 in the denominator
+    assert (s.low, s.high) == pytest.approx((3 - half, 3 + half))
+    one = summarize([7.0])
+    assert one == Summary(1, 7.0, None, None) and one.low is None and one.high is None
+
+
+def test_two_values_already_give_an_interval():
+    s = summarize([1.0, 4.0])
+    sd = math.sqrt(4.5)
+    assert (s.n, s.mean, s.sd) == (2, 2.5, pytest.approx(sd))
+    assert s.half == pytest.approx(sps.t.ppf(0.975, 1) * sd / math.sqrt(2))
+
+
+def test_summary_interval_at_another_level():
+    s = summarize([1, 2, 3, 4, 5], level=0.90)
+    assert s.half == pytest.approx(sps.t.ppf(0.95, 4) * math.sqrt(2.5) / math.sqrt(5))
+
+
+def test_prediction_interval_for_one_more_run_matches_the_textbook():
+    s = summarize([1, 2, 3, 4, 5])
+    # t(n − 1) · sd · √(1 + 1/n)
+    assert prediction_half_width(s) == pytest.approx(sps.t.ppf(0.975, 4) * math.sqrt(2.5) * math.sqrt(1.2))
+    assert prediction_half_width(s, level=0.90) == pytest.approx(sps.t.ppf(0.95, 4) * math.sqrt(2.5) * math.sqrt(1.2))
+    assert prediction_half_width(summarize([7.0])) is None  # one run: no spread to predict from
+
+
+def test_welch_degrees_of_freedom_and_level_match_scipy():
+    a, b = [97.1, 97.4, 96.9, 97.3, 97.0], [95.0, 96.1, 95.4, 94.8]
+    ref = sps.ttest_ind(a, b, equal_var=False)
+    d = welch(a, b)
+    assert d.estimate == pytest.approx(97.14 - 95.325) and d.df == pytest.approx(ref.df)
+    ci90 = ref.confidence_interval(0.90)
+    d90 = welch(a, b, level=0.90)
+    assert (d90.estimate, d90.low, d90.high, d90.df) == pytest.approx((d.estimate, ci90.low, ci90.high, ref.df))
+    flipped = welch(b, a)  # mean(a) − mean(b): the order of the arms is the sign of the effect
+    assert (flipped.estimate, flipped.low, flipped.high) == pytest.approx((-d.estimate, -d.high, -d.low))
+
+
+@pytest.mark.parametrize("a, b", [([], [1.0, 2.0]), ([1.0, 2.0], []), ([1.0], [1.0, 2.0]), ([1.0, 2.0], [1.0])])
+def test_welch_needs_two_values_in_each_arm(a, b):
+    assert welch(a, b) is None
+
+
+def test_identical_arms_give_an_exact_difference():
+    assert welch([3.0, 3.0, 3.0], [1.0, 1.0]) == Difference(2.0, 2.0, 2.0, math.inf)
+
+
 # --- the verdict rule -------------------------------------------------------------------------------------
 
 BETTER = Region(0.0, math.inf)
@@ -83,11 +133,54 @@ def test_region_rule(ci, region, expected):
     assert verdict(*ci, region) == expected
 
 
+@pytest.mark.parametrize("ci, region, expected", [
+    # a CI ending exactly on a bound: inside when that end of the region is closed, outside when open
+    ((0.0, 1.0), Region(0.0, math.inf, low_open=True), INCONCLUSIVE),
+    ((0.0, 1.0), Region(0.0, math.inf, low_open=False), SUPPORTED),
+    ((1.0, 5.0), Region(0.0, 5.0, high_open=True), INCONCLUSIVE),
+    ((1.0, 5.0), Region(0.0, 5.0, high_open=False), SUPPORTED),
+    # a CI touching a bound from outside: it misses an open end, it meets a closed one
+    ((-1.0, 0.0), Region(0.0, math.inf, low_open=True), NOT_SUPPORTED),
+    ((-1.0, 0.0), Region(0.0, math.inf, low_open=False), INCONCLUSIVE),
+    ((5.0, 6.0), Region(0.0, 5.0, high_open=True), NOT_SUPPORTED),
+    ((5.0, 6.0), Region(0.0, 5.0, high_open=False), INCONCLUSIVE),
+    ((5.0, 6.0), Region(-math.inf, 5.0, high_open=True), NOT_SUPPORTED),
+    ((5.0, 6.0), Region(-math.inf, 5.0, high_open=False), INCONCLUSIVE),
+])
+def test_region_ends_open_or_closed(ci, region, expected):
+    assert verdict(*ci, region) == expected
+
+
+def test_verdict_words():
+    assert VERDICTS == (SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE) == ("supported", "not supported", "inconclusive")
+
+
+@pytest.mark.parametrize("region, unit, text", [
+    (Region(), " pp", "any value"),
+    (Region(0.0, math.inf), " pp", "> 0 pp"),
+    (Region(0.5, math.inf, low_open=False), "", "≥ 0.5"),
+    (Region(-math.inf, 0.5), " pp", "< 0.5 pp"),
+    (Region(-math.inf, 0.5, high_open=False), " pp", "≤ 0.5 pp"),
+    (Region(0.0, 5.0, high_open=False), " pp", "in (0, 5] pp"),
+    (Region(-1.0, 1.0, low_open=False, high_open=False), " pp", "in [-1, 1] pp"),
+    (Region(-1.0, 1.0, low_open=False, high_open=True), "", "in [-1, 1)"),
+])
+def test_region_reads_as_text(region, unit, text):
+    assert region.describe(unit) == text
+
+
+def test_region_text_has_no_unit_by_default():
+    assert Region(0.0, math.inf).describe() == "> 0"
+    assert Region(-1.0, 1.0, low_open=True, high_open=False).describe() == "in (-1, 1]"
+
+
 def test_all_of_needs_every_part():
     assert combine([SUPPORTED, SUPPORTED]) == SUPPORTED
     assert combine([SUPPORTED, INCONCLUSIVE]) == INCONCLUSIVE
     assert combine([SUPPORTED, INCONCLUSIVE, NOT_SUPPORTED]) == NOT_SUPPORTED
     assert combine([]) == INCONCLUSIVE
+    assert combine([NOT_SUPPORTED]) == NOT_SUPPORTED and combine([SUPPORTED]) == SUPPORTED
+    assert combine([INCONCLUSIVE, INCONCLUSIVE]) == INCONCLUSIVE
 
 
 def test_comparison_regions_from_config():
@@ -201,6 +294,10 @@ def test_bad_claims_are_user_errors():
         parse_spec("x", {"claims": [{"text": "t", "test": "better", "a": {}, "b": {"a": 2}}]})
     with pytest.raises(UserError, match="unknown keys"):
         parse_spec("x", {"claims": [{"text": "t", "test": "better", "a": {"a": 1}, "b": {"a": 2}, "epochs": 3}]})
+    with pytest.raises(UserError, match=r"report.published.rounding must be 0 or more \(points the numbers were "
+                                         r"rounded to\), not -1."):
+        parse_spec("x", {"published": {"rounding": -1}})
+    assert parse_spec("x", {"published": {"rounding": 0}}).published_rounding == 0.0
 
 
 @pytest.mark.parametrize("name", [n for n in known_experiments() if load_spec(n).claims])

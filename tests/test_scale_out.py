@@ -4,74 +4,42 @@ and the tests run as root; the tests skip, saying why, only where it cannot be h
 
 from __future__ import annotations
 
-import glob
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import pytest
-from mlflow import MlflowClient
 
 SMALL = ["data.limit_train=500", "epochs=2", "probe.enabled=false", "log_every=5"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def postgres_available() -> str | None:
-    """None when PostgreSQL's server programs and psycopg2 are here (installing them if allowed), else why not."""
-    def found() -> bool:
-        return bool(shutil.which("initdb") or glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-
-    if not found() and os.geteuid() == 0 and shutil.which("apt-get"):
-        subprocess.run(["apt-get", "install", "-y", "-q", "postgresql"], capture_output=True, timeout=900,
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-    if not found():
-        return "PostgreSQL's server (Debian package postgresql) is not installed and could not be installed"
-    if os.geteuid() == 0 and not shutil.which("runuser"):
-        return "running as root without runuser, so PostgreSQL cannot be started as the postgres user"
-    try:
-        import psycopg2  # noqa: F401
-    except ImportError:
-        return "psycopg2 is not installed (pip install -e '.[test]')"
-    return None
-
-
 @pytest.fixture(scope="module")
-def tracking_server():
-    reason = postgres_available()
-    if reason:
-        pytest.skip(reason)
+def tracking_server(free_port, postgres_missing):
+    if postgres_missing:  # only a missing prerequisite skips; the project's own failure to start the server fails
+        pytest.skip(postgres_missing)
     from bn_study.server import start, stop
 
     # Not under pytest's private tmp dir: the postgres user must be able to reach the cluster directory.
     root = Path(tempfile.mkdtemp(prefix="bn-study-server-"))
     root.chmod(0o755)
     try:
-        info = start(root / "server", "127.0.0.1", free_port(), free_port())
-    except Exception as err:  # a machine that cannot run it: say so rather than fail every test
-        pytest.skip(f"the tracking server could not be started here: {err}")
-    yield info
-    stop(root / "server")
-    shutil.rmtree(root, ignore_errors=True)
+        yield start(root / "server", "127.0.0.1", free_port(), free_port())
+    finally:
+        stop(root / "server")
+        shutil.rmtree(root, ignore_errors=True)
 
 
-def test_multirun_into_the_postgres_backed_server(tracking_server, tmp_path):
+def test_multirun_into_the_postgres_backed_server(tracking_server, tmp_path, runs_in):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     result = subprocess.run([sys.executable, "-m", "bn_study", "-m", "norm=none,bn1", "act=relu",
                              f"tracking.uri={tracking_server.tracking_uri}", "tracking.experiment=scale_out", *SMALL],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert not (tmp_path / "mlflow.db").exists()  # everything went to the server
-    client = MlflowClient(tracking_server.tracking_uri)
-    runs = client.search_runs([client.get_experiment_by_name("scale_out").experiment_id])
+    client, runs = runs_in(tracking_server.tracking_uri, "scale_out")
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert len(runs) == 3 and len(children) == 2
     assert all(r.info.status == "FINISHED" for r in runs)
@@ -82,19 +50,18 @@ def test_multirun_into_the_postgres_backed_server(tracking_server, tmp_path):
     assert any(Path(tracking_server.artifacts).rglob("curves.png"))
 
 
-def test_submitit_launcher_runs_each_job_in_its_own_process(tmp_path):
+def test_submitit_launcher_runs_each_job_in_its_own_process(tmp_path, runs_in):
     result = subprocess.run([sys.executable, "-m", "bn_study", "-m", "hydra/launcher=local", "norm=none,bn1",
                              "tracking.figures=false", *SMALL], cwd=tmp_path, capture_output=True, text=True,
                             timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("bn_study").experiment_id])
+    _, runs = runs_in(tmp_path)
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert len(children) == 2 and all(r.info.status == "FINISHED" for r in runs)
     assert list(tmp_path.glob("multirun/*/*/.submitit/*"))  # submitit's own job folders: it really ran them
 
 
-def test_three_optuna_workers_share_one_postgres_study_and_one_server(tracking_server, tmp_path):
+def test_three_optuna_workers_share_one_postgres_study_and_one_server(tracking_server, tmp_path, runs_in):
     """Three independent searches at once on one PostgreSQL study, tracked on the PostgreSQL-backed server:
     the study holds exactly their trials, each number once, and each trial is exactly one MLflow child."""
     import optuna
@@ -114,8 +81,7 @@ def test_three_optuna_workers_share_one_postgres_study_and_one_server(tracking_s
     assert sorted(t.number for t in study.trials) == list(range(workers * trials_each))
     assert all(t.state.is_finished() for t in study.trials)
 
-    client = MlflowClient(tracking_server.tracking_uri)
-    runs = client.search_runs([client.get_experiment_by_name("shared_search").experiment_id], max_results=1000)
+    _, runs = runs_in(tracking_server.tracking_uri, "shared_search")
     parents = [r for r in runs if r.data.tags.get("role") == "multirun parent"]
     trials = [r for r in runs if r.data.tags.get("stage") == "tune"]
     assert len(parents) == workers and len(runs) == workers + workers * trials_each

@@ -88,3 +88,35 @@ def test_a_spinning_process_is_seen_on_the_real_machine():
     finally:
         spinner.kill()
     assert 0.6 <= busy <= (os.cpu_count() or 1)
+
+
+def test_the_default_is_pytorchs_own_count_even_after_a_job_changed_it():
+    """A job on one thread must not become "PyTorch's default" for the jobs after it in the process (a fresh
+    process, so that the default is read where a real one reads it: at its first job)."""
+    import subprocess
+    import sys
+
+    code = """if True:
+        from unittest import mock
+        import torch
+        from bn_study.train import threads
+        torch.set_num_threads(3)  # what PyTorch starts with in this pretend process
+        with mock.patch("os.cpu_count", lambda: 8), mock.patch.object(threads, "others_busy_cores", lambda: 0.0):
+            threads.set_threads(1, batch_size=128)  # the first job asks for one thread
+            threads.set_threads("auto", batch_size=128)  # the next, on an idle 8-core machine: the default
+        print(torch.get_num_threads())
+    """
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["3"]
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="threads=2 needs a machine with at least 2 CPU cores")
+@pytest.mark.parametrize("busy, setting", [(0.0, 1), (64.0, 2)])  # auto would choose 2 and 1 here
+def test_a_job_runs_on_the_threads_its_config_names(cli, tmp_path, runs_in, monkeypatch, busy, setting):
+    monkeypatch.setattr("bn_study.train.threads.others_busy_cores", lambda: busy)
+    result = cli(f"threads={setting}", "epochs=1", "data.limit_train=200", "probe.enabled=false",
+                 "tracking.figures=false")
+    assert result.code == 0, result.err
+    [run] = runs_in(tmp_path)[1]
+    assert run.data.tags["device"].endswith(f"({setting} threads)")

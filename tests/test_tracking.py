@@ -107,8 +107,8 @@ def test_two_job_multirun_has_one_parent_and_two_children(cli, tmp_path):
 
 
 def test_same_seed_reproduces_metrics_exactly_on_cpu(cli, tmp_path):
-    for _ in range(2):
-        assert cli("epochs=2", "act=relu", "norm=bn1", "device=cpu", *QUICK).code == 0
+    for _ in range(2):  # threads pinned: with auto, a busy core could change the count and so the sums' order
+        assert cli("epochs=2", "act=relu", "norm=bn1", "device=cpu", "threads=1", *QUICK).code == 0
     client = client_for(tmp_path)
     first, second = all_runs(client)
     for key in ("train_loss", "val_loss", "val_acc", "step_loss", "act2_mean"):
@@ -123,8 +123,8 @@ def test_divergence_marks_the_run_failed_with_a_reason(cli, tmp_path):
     client = client_for(tmp_path)
     [run] = all_runs(client)
     assert run.info.status == "FAILED"
-    reason = run.data.tags["failure_reason"]
-    assert "nan" in reason or "inf" in reason
+    # the first logged step after the blow-up (log_every=4), with the value, the step and the epoch
+    assert run.data.tags["failure_reason"] == "training loss became nan at step 4 (epoch 1)"
 
 
 def test_holdout_keeps_the_test_set_unseen_unless_final_test(cli, tmp_path):
@@ -165,3 +165,17 @@ def test_run_names_fit_every_mlflow_store_and_keep_the_seed():
     assert run_name(["norm=bn1", "seed=7"], 0) == "norm=bn1 seed=0"
     assert run_name([], 2) == "seed=2"
     assert len(sweep_description(long)) == MAX_RUN_NAME
+
+
+def test_a_real_run_learns_mnist(cli, tmp_path):
+    """Two epochs on 1 000 real MNIST images (relu + bn1, 32 steps per epoch): only a model that learns clears
+    these floors on the 10 000 test images (chance is 10 %; this run measured 60.8 % then 81.2 %)."""
+    result = cli("act=relu", "norm=bn1", "batch_size=32", "epochs=2", "data.limit_train=1000", "threads=1",
+                 "tracking.figures=false")
+    assert result.code == 0, result.err
+    client = client_for(tmp_path)
+    [run] = all_runs(client)
+    val_acc = [m.value for m in client.get_metric_history(run.info.run_id, "val_acc")]
+    train_loss = [m.value for m in client.get_metric_history(run.info.run_id, "train_loss")]
+    assert val_acc[0] > 0.5 and val_acc[1] > 0.75, val_acc
+    assert train_loss[1] < train_loss[0] / 2, train_loss

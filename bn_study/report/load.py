@@ -119,6 +119,14 @@ def _number(value: Any, where: str, key: str) -> float:
     return float(value)
 
 
+def _rounding(value: Any, where: str) -> float:
+    """Points the published numbers were rounded to: each is read as value ± rounding/2, so not below 0."""
+    rounding = _number(value, where, "published.rounding")
+    if rounding < 0:
+        raise _fail(where, "published.rounding", f"must be 0 or more (points the numbers were rounded to), not {value!r}")
+    return rounding
+
+
 def _epoch(value: Any, where: str, key: str) -> int | None:
     if value is None or value == "last":
         return None
@@ -218,7 +226,7 @@ def parse_spec(name: str, raw: Any, sweep_order: Mapping[str, tuple[str, ...]] |
         threshold_value=_number(threshold.get("value", 90.0), where, "threshold.value"),
         conditions=tuple(conditions),
         published_metric=str(published.get("metric", "test_acc")),
-        published_rounding=_number(published.get("rounding", 1.0), where, "published.rounding"),
+        published_rounding=_rounding(published.get("rounding", 1.0), where),
         figures=figures, claims=claims, sweep_order=dict(sweep_order or {}),
         color_by=None if raw.get("color_by") is None else bare_key(str(raw["color_by"])),
         style_by=None if raw.get("style_by") is None else bare_key(str(raw["style_by"])),

@@ -11,6 +11,7 @@ from typing import Any
 
 from hydra.core.utils import JobReturn, JobStatus
 from rich.table import Table
+from rich.text import Text
 
 from bn_study.ui import get_console
 from bn_study.sweep.space import as_override
@@ -57,7 +58,7 @@ def print_summary(rows: Sequence[JobRow], title: str = "multirun summary") -> No
               "diverged": "red", "crashed": "red"}
     for r in rows:
         shown = "" if r.objective is None or not math.isfinite(r.objective) else f"{r.objective:.4f}"
-        table.add_row(str(r.index), r.overrides, f"[{colour.get(r.status, '')}]{r.status}[/]", shown, r.detail)
+        table.add_row(str(r.index), r.overrides, Text(r.status, style=colour.get(r.status, "")), shown, r.detail)
     console = get_console()
     console.print(table)
     tally = ", ".join(f"{n} {status}" for status, n in sorted(counts(rows).items()))

@@ -94,9 +94,9 @@ def misfit(state: TrainState, payload: Any, epochs: int) -> str | None:
     net = payload.get("net") or {}
     if set(net) != set(want):
         return f"its model has other layers ({len(set(net) ^ set(want))} differ)"
-    wrong = [k for k, v in want.items() if tuple(getattr(net[k], "shape", ())) != tuple(v.shape)]
+    wrong = [k for k, v in want.items() if _shape(net[k]) != tuple(v.shape)]
     if wrong:
-        return f"its model has other shapes ({wrong[0]}: {tuple(net[wrong[0]].shape)} here {tuple(want[wrong[0]].shape)})"
+        return f"its model has other shapes ({wrong[0]}: {_shape(net[wrong[0]])} here {tuple(want[wrong[0]].shape)})"
     groups = (payload.get("optimizer") or {}).get("param_groups") or []
     mine = state.optimizer.param_groups
     if len(groups) != len(mine) or any(len(g["params"]) != len(m["params"]) for g, m in zip(groups, mine)):
@@ -104,6 +104,10 @@ def misfit(state: TrainState, payload: Any, epochs: int) -> str | None:
     if len(payload.get("shufflers") or []) != len(state.shufflers):
         return f"it holds {len(payload.get('shufflers') or [])} members' shuffles, this job {len(state.shufflers)}"
     return None
+
+
+def _shape(value: Any) -> tuple[int, ...]:
+    return tuple(getattr(value, "shape", ()))  # a foreign file may hold anything where a tensor belongs
 
 
 def restore(state: Any, payload: dict[str, Any]) -> None:

@@ -172,26 +172,26 @@ def _note_divergence(state: TrainState, values: Sequence[float], where: str) -> 
             state.failures[k] = f"training loss became {value} at {where}"
 
 
-@torch.no_grad()
 def evaluate(members: Members, data: Targets, loss_fn: MemberLoss) -> tuple[Tensor, Tensor]:
     """Mean loss and accuracy per member over a whole split, in eval mode (BN uses running stats)."""
-    net = members.net
-    was_training = net.training
-    net.eval()
-    k, n = members.count, data.x.shape[0]
-    loss_sum = torch.zeros(k, device=data.x.device)
-    correct = torch.zeros(k, device=data.x.device)
-    try:
-        for lo in range(0, n, EVAL_CHUNK):
-            x = data.x[lo:lo + EVAL_CHUNK].unsqueeze(0).expand(k, -1, -1)
-            labels = data.labels[lo:lo + EVAL_CHUNK].unsqueeze(0).expand(k, -1)
-            onehot = None if data.onehot is None else data.onehot[lo:lo + EVAL_CHUNK].unsqueeze(0).expand(k, -1, -1)
-            out = members(x)
-            loss_sum += loss_fn(out, labels, onehot) * x.shape[1]
-            correct += (out.argmax(-1) == labels).sum(1)
-    finally:
-        net.train(was_training)
-    return loss_sum / n, correct / n
+    with torch.no_grad():  # (a block, not the decorator: mutmut skips decorated functions, docs/mutation.md)
+        net = members.net
+        was_training = net.training
+        net.eval()
+        k, n = members.count, data.x.shape[0]
+        loss_sum = torch.zeros(k, device=data.x.device)
+        correct = torch.zeros(k, device=data.x.device)
+        try:
+            for lo in range(0, n, EVAL_CHUNK):
+                x = data.x[lo:lo + EVAL_CHUNK].unsqueeze(0).expand(k, -1, -1)
+                labels = data.labels[lo:lo + EVAL_CHUNK].unsqueeze(0).expand(k, -1)
+                onehot = None if data.onehot is None else data.onehot[lo:lo + EVAL_CHUNK].unsqueeze(0).expand(k, -1, -1)
+                out = members(x)
+                loss_sum += loss_fn(out, labels, onehot) * x.shape[1]
+                correct += (out.argmax(-1) == labels).sum(1)
+        finally:
+            net.train(was_training)
+        return loss_sum / n, correct / n
 
 
 def _sync(device: torch.device) -> None:

@@ -38,38 +38,38 @@ class ActivationProbe:
         self.first: list[list[np.ndarray]] | None = None  # [member][layer] before training
         self.last: list[list[np.ndarray]] | None = None  # [member][layer] at the latest measure
 
-    @torch.no_grad()
     def measure(self, forward: Callable[[Tensor], Tensor], members: int) -> list[dict[str, float]]:
-        captured: dict[str, Tensor] = {}
-        hooks = [
-            getattr(self.net, name).register_forward_hook(
-                lambda _m, _i, out, name=name: captured.__setitem__(name, out.detach())
-            )
-            for name in self.layers
-        ]
-        was_training = self.net.training
-        self.net.eval()
-        try:
-            forward(self.inputs.unsqueeze(0).expand(members, -1, -1))
-        finally:
-            self.net.train(was_training)
-            for hook in hooks:
-                hook.remove()
-        stats: list[dict[str, float]] = [{} for _ in range(members)]
-        snapshot: list[list[np.ndarray]] = [[] for _ in range(members)]
-        for name in self.layers:
-            out = captured[name]
-            out = out.reshape(members, -1, out.shape[-1])  # a plain model yields [n, C]
-            flat = out.flatten(1).float()
-            mean = flat.mean(1)
-            std = flat.std(1)
-            inactive = self._inactive(flat).float().mean(1)
-            for k in range(members):
-                stats[k][f"{name}_mean"] = float(mean[k])
-                stats[k][f"{name}_std"] = float(std[k])
-                stats[k][f"{name}_{self.kind}"] = float(inactive[k])
-                snapshot[k].append(out[k].cpu().numpy())
-        if self.first is None:
-            self.first = snapshot
-        self.last = snapshot
-        return stats
+        with torch.no_grad():  # (a block, not the decorator: mutmut skips decorated functions, docs/mutation.md)
+            captured: dict[str, Tensor] = {}
+            hooks = [
+                getattr(self.net, name).register_forward_hook(
+                    lambda _m, _i, out, name=name: captured.__setitem__(name, out.detach())
+                )
+                for name in self.layers
+            ]
+            was_training = self.net.training
+            self.net.eval()
+            try:
+                forward(self.inputs.unsqueeze(0).expand(members, -1, -1))
+            finally:
+                self.net.train(was_training)
+                for hook in hooks:
+                    hook.remove()
+            stats: list[dict[str, float]] = [{} for _ in range(members)]
+            snapshot: list[list[np.ndarray]] = [[] for _ in range(members)]
+            for name in self.layers:
+                out = captured[name]
+                out = out.reshape(members, -1, out.shape[-1])  # a plain model yields [n, C]
+                flat = out.flatten(1).float()
+                mean = flat.mean(1)
+                std = flat.std(1)
+                inactive = self._inactive(flat).float().mean(1)
+                for k in range(members):
+                    stats[k][f"{name}_mean"] = float(mean[k])
+                    stats[k][f"{name}_std"] = float(std[k])
+                    stats[k][f"{name}_{self.kind}"] = float(inactive[k])
+                    snapshot[k].append(out[k].cpu().numpy())
+            if self.first is None:
+                self.first = snapshot
+            self.last = snapshot
+            return stats

@@ -1,0 +1,290 @@
+"""Claims and published numbers checked field by field: every note the report prints, every number a verdict
+rests on, and each boundary of the rules (a value exactly at the threshold, a CI touching the rounding band)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from scipy import stats as sps
+
+from bn_study.report.claims import (AGREES, FEWER, SPREAD, ClaimResult, PartResult, PublishedResult,
+                                    censored_epochs, compare_published, epochs_to_reach, evaluate, evaluate_part)
+from bn_study.report.collect import Condition, override_choices
+from bn_study.report.spec import ClaimSpec, Comparison
+from bn_study.report.stats import (INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Difference, Summary, summarize,
+                                   welch)
+from test_report_stats import BN, NONE, SEL_BN, SEL_NONE, condition, run
+
+F = "FINISHED"
+
+
+def arm(key: str, histories: list[dict[str, dict[int, float]]], statuses: tuple[str, ...] | None = None) -> Condition:
+    """A condition whose runs have exactly these histories (one per seed)."""
+    statuses = statuses or (F,) * len(histories)
+    runs = tuple(run(key, s, h, st) for s, (h, st) in enumerate(zip(histories, statuses)))
+    return Condition(key=key, label=key, choices=override_choices(key), runs=runs)
+
+
+def epochs(first: int, last: int, reach: int | None) -> dict[str, dict[int, float]]:
+    """A val_acc history over epochs first..last that jumps from 50 to 95 at epoch ``reach`` (None: never)."""
+    return {"val_acc": {e: 95.0 if reach is not None and e >= reach else 50.0 for e in range(first, last + 1)}}
+
+
+def exact(values: list[float]) -> Summary:
+    """The summary of identical values: mean, and a zero-width interval."""
+    return Summary(len(values), values[0], 0.0, 0.0)
+
+
+# --- epochs to a threshold ----------------------------------------------------------------------------------
+
+def test_epochs_to_reach_counts_the_first_epoch_at_or_past_the_threshold():
+    exactly = run(BN, 0, {"val_acc": {1: 89.9, 2: 90.0, 3: 97.0}})
+    assert epochs_to_reach(exactly, "val_acc", 90) == 2  # exactly at the threshold counts
+    assert epochs_to_reach(run(BN, 0, {"val_acc": {1: 92.0, 2: 95.0}}), "val_acc", 90) == 1
+    assert epochs_to_reach(run(BN, 0, {"val_acc": {3: 97.0, 2: 95.0, 1: 50.0}}), "val_acc", 90) == 2  # by epoch
+    assert epochs_to_reach(run(BN, 0, {"val_acc": {1: 50.0}}), "val_acc", 90) is None
+    assert epochs_to_reach(run(BN, 0, {}), "val_acc", 90) is None
+
+
+def test_epoch_zero_is_before_training_and_never_counts():
+    assert epochs_to_reach(run(BN, 0, {"val_acc": {0: 95.0, 1: 50.0, 2: 91.0}}), "val_acc", 90) == 2
+
+
+def test_a_loss_reaches_its_threshold_from_above():
+    r = run(BN, 0, {"train_loss": {0: 0.1, 1: 0.5, 2: 0.3, 3: 0.2}})
+    assert epochs_to_reach(r, "train_loss", 0.3) == 2  # exactly 0.3 counts; epoch 0 does not
+    assert epochs_to_reach(r, "train_loss", 0.05) is None
+
+
+def test_runs_that_never_arrive_count_as_one_epoch_past_their_last():
+    cond = arm(NONE, [epochs(1, 3, 2), epochs(1, 3, None), {"val_acc": {1: 40.0}}, {}, epochs(1, 3, 1)],
+               statuses=(F, F, F, F, "FAILED"))
+    # reached at 2; never in 3 epochs → 4; never in 1 → 2; never logged → 1; the failed run is left out
+    assert censored_epochs(cond, "val_acc", 90) == ([2.0, 4.0, 2.0, 1.0], 3)
+    assert censored_epochs(cond, "val_acc", 30) == ([1.0, 1.0, 1.0, 1.0], 1)
+
+
+# --- one comparison: every field ------------------------------------------------------------------------------
+
+CONDS = [condition(BN, {1: 92.0}), condition(NONE, {1: 11.0})]
+
+
+def at1(cond: Condition) -> Summary:
+    return summarize(cond.values("val_acc", 1))
+
+
+def test_a_missing_condition_is_named_with_its_selector():
+    comp = Comparison("better", {"norm": "bn1", "act": "relu"}, SEL_NONE, epoch=1)
+    assert evaluate_part(comp, CONDS) == PartResult(
+        comp, None, CONDS[1], None, at1(CONDS[1]), None, INCONCLUSIVE,
+        ("no condition of this sweep matches {act=relu, norm=bn1}",))
+    comp = Comparison("better", SEL_BN, {"act": "tanh"}, epoch=1)
+    assert evaluate_part(comp, CONDS) == PartResult(
+        comp, CONDS[0], None, at1(CONDS[0]), None, None, INCONCLUSIVE,
+        ("no condition of this sweep matches {act=tanh}",))
+
+
+def test_an_ambiguous_selector_lists_what_it_matches():
+    comp = Comparison("better", {"act": "sigmoid"}, {"act": "relu"}, epoch=1)
+    assert evaluate_part(comp, CONDS) == PartResult(
+        comp, None, None, None, None, None, INCONCLUSIVE,
+        ("{act=sigmoid} matches 2 conditions (act=sigmoid norm=bn1; act=sigmoid norm=none)",
+         "no condition of this sweep matches {act=relu}"))
+
+
+def test_a_missing_condition_still_reports_the_other_ones_lost_runs():
+    b = condition(NONE, {1: 11.0}, statuses=(F,) * 4 + ("FAILED",))
+    comp = Comparison("better", {"act": "relu"}, SEL_NONE, epoch=1)
+    assert evaluate_part(comp, [CONDS[0], b]) == PartResult(
+        comp, None, b, None, at1(b), None, INCONCLUSIVE,
+        ("no condition of this sweep matches {act=relu}",
+         "B: 1 of 5 runs did not finish (FAILED 1) and are left out"))
+
+
+def test_lost_runs_are_counted_per_state_and_the_rest_compared():
+    a = condition(BN, {1: 92.0}, statuses=(F, F, "KILLED", "FAILED", "FAILED"))
+    b = condition(NONE, {1: 11.0}, statuses=(F,) * 4 + ("FAILED",))
+    comp = Comparison("better", SEL_BN, SEL_NONE, epoch=1)
+    va, vb = a.values("val_acc", 1), b.values("val_acc", 1)
+    assert len(va) == 2 and len(vb) == 4
+    assert evaluate_part(comp, [a, b]) == PartResult(
+        comp, a, b, summarize(va), summarize(vb), welch(va, vb), SUPPORTED,
+        ("A: 3 of 5 runs did not finish (FAILED 2, KILLED 1) and are left out",
+         "B: 1 of 5 runs did not finish (FAILED 1) and are left out"))
+
+
+def test_the_effect_is_a_minus_b_for_accuracies():
+    conds = [condition(BN, {1: 92.0, 2: 95.0}), condition(NONE, {1: 11.0, 2: 94.9})]
+    comp = Comparison("better", SEL_BN, SEL_NONE, epoch=1, min_effect=5)
+    va, vb = conds[0].values("val_acc", 1), conds[1].values("val_acc", 1)
+    assert evaluate_part(comp, conds) == PartResult(comp, conds[0], conds[1], summarize(va), summarize(vb),
+                                                    welch(va, vb), SUPPORTED, ())
+    assert welch(va, vb).estimate == pytest.approx(81.0)
+
+
+def test_the_effect_is_b_minus_a_for_losses():
+    conds = [condition(BN, {3: 0.10}, metric="train_loss", noise=0.001),
+             condition(NONE, {3: 2.30}, metric="train_loss", noise=0.001)]
+    comp = Comparison("better", SEL_BN, SEL_NONE, metric="train_loss")
+    va, vb = conds[0].values("train_loss"), conds[1].values("train_loss")
+    assert evaluate_part(comp, conds) == PartResult(comp, conds[0], conds[1], summarize(va), summarize(vb),
+                                                    welch(vb, va), SUPPORTED, ())
+
+
+def test_too_few_runs_at_the_last_epoch_is_said():
+    a = condition(BN, {1: 92.0}, statuses=(F,) + ("FAILED",) * 4)
+    comp = Comparison("better", SEL_BN, SEL_NONE)
+    assert evaluate_part(comp, [a, CONDS[1]]) == PartResult(
+        comp, a, CONDS[1], summarize(a.values("val_acc")), summarize(CONDS[1].values("val_acc")), None, INCONCLUSIVE,
+        ("A: 4 of 5 runs did not finish (FAILED 4) and are left out",
+         "needs at least 2 finished runs with val_acc in each condition (A: 1, B: 5)"))
+
+
+def test_too_few_runs_at_an_epoch_names_the_epoch():
+    comp = Comparison("better", SEL_BN, SEL_NONE, epoch=7)
+    assert evaluate_part(comp, CONDS) == PartResult(
+        comp, CONDS[0], CONDS[1], None, None, None, INCONCLUSIVE,
+        ("needs at least 2 finished runs with val_acc at epoch 7 in each condition (A: 0, B: 0)",))
+
+
+def test_too_few_runs_to_time_names_no_epoch():
+    a = arm(BN, [epochs(1, 2, 1)] + [epochs(1, 2, 1)] * 4, statuses=(F,) + ("FAILED",) * 4)
+    b = arm(NONE, [epochs(1, 2, 2)] * 5)
+    comp = Comparison("faster", SEL_BN, SEL_NONE, epoch=2, threshold=90)
+    assert evaluate_part(comp, [a, b]) == PartResult(
+        comp, a, b, Summary(1, 1.0, None, None), exact([2.0] * 5), None, INCONCLUSIVE,
+        ("A: 4 of 5 runs did not finish (FAILED 4) and are left out",
+         "needs at least 2 finished runs with val_acc in each condition (A: 1, B: 5)"))
+
+
+# --- faster: censored runs ------------------------------------------------------------------------------------
+
+FAST, NEVER = arm(BN, [epochs(1, 3, 1)] * 5), arm(NONE, [epochs(1, 3, None)] * 5)
+
+
+def test_faster_without_censoring_adds_no_note():
+    slower = arm(NONE, [epochs(1, 3, 2)] * 5)
+    comp = Comparison("faster", SEL_BN, SEL_NONE, threshold=90)
+    assert evaluate_part(comp, [FAST, slower]) == PartResult(
+        comp, FAST, slower, exact([1.0] * 5), exact([2.0] * 5), Difference(1.0, 1.0, 1.0, math.inf), SUPPORTED, ())
+
+
+def test_faster_than_a_run_that_never_arrives_is_supported_and_says_so():
+    comp = Comparison("faster", SEL_BN, SEL_NONE, threshold=90.5)
+    assert evaluate_part(comp, [FAST, NEVER]) == PartResult(
+        comp, FAST, NEVER, exact([1.0] * 5), exact([4.0] * 5), Difference(3.0, 3.0, 3.0, math.inf), SUPPORTED,
+        ("runs that never reached 90.5 count as one epoch past the end (A: 0, B: 5)",))
+
+
+def test_slower_when_the_slow_arm_never_arrives_is_not_supported():
+    comp = Comparison("faster", SEL_NONE, SEL_BN, threshold=90)
+    assert evaluate_part(comp, [FAST, NEVER]) == PartResult(
+        comp, NEVER, FAST, exact([4.0] * 5), exact([1.0] * 5), Difference(-3.0, -3.0, -3.0, math.inf),
+        NOT_SUPPORTED, ("runs that never reached 90 count as one epoch past the end (A: 5, B: 0)",))
+
+
+def test_not_faster_is_withheld_when_b_was_censored():
+    never_a = arm(BN, [epochs(1, 3, None)] * 5)
+    comp = Comparison("faster", SEL_BN, SEL_NONE, threshold=90)
+    assert evaluate_part(comp, [never_a, NEVER]) == PartResult(
+        comp, never_a, NEVER, exact([4.0] * 5), exact([4.0] * 5), Difference(0.0, 0.0, 0.0, math.inf), INCONCLUSIVE,
+        ("runs that never reached 90 count as one epoch past the end (A: 5, B: 5)",
+         "censored runs make this effect only a bound, so the verdict (not supported) is withheld; "
+         "more epochs would settle it"))
+
+
+def test_faster_is_withheld_when_a_was_censored():
+    # A: four runs at epoch 1, one never within 10 epochs (→ 11); B: every run at epoch 10
+    a = arm(BN, [epochs(1, 10, 1)] * 4 + [epochs(1, 10, None)])
+    b = arm(NONE, [epochs(1, 10, 10)] * 5)
+    comp = Comparison("faster", SEL_BN, SEL_NONE, threshold=90)
+    part = evaluate_part(comp, [a, b])
+    va, vb = [1.0, 1.0, 1.0, 1.0, 11.0], [10.0] * 5
+    h = sps.t.ppf(0.975, 4) * 2.0  # se = sd(va)/√5 = √20/√5 = 2, Welch df = 4 (B has no spread)
+    assert part == PartResult(comp, a, b, summarize(va), exact(vb), part.effect, INCONCLUSIVE,
+                              ("runs that never reached 90 count as one epoch past the end (A: 1, B: 0)",
+                               "censored runs make this effect only a bound, so the verdict (supported) is "
+                               "withheld; more epochs would settle it"))
+    e = part.effect
+    assert (e.estimate, e.low, e.high, e.df) == pytest.approx((7.0, 7 - h, 7 + h, 4))
+    assert part.effect.low > 0  # without the censoring this would have been "supported"
+
+
+# --- a claim -------------------------------------------------------------------------------------------------
+
+def test_a_claim_keeps_its_spec_and_every_part():
+    parts = (Comparison("better", SEL_BN, SEL_NONE, epoch=1),
+             Comparison("equivalent", SEL_BN, SEL_NONE, epoch=1, margin=1.0),
+             Comparison("better", SEL_BN, {"act": "relu"}, epoch=1))
+    claim = ClaimSpec("x", "all three", parts)
+    result = evaluate(claim, CONDS)
+    assert result == ClaimResult(claim, tuple(evaluate_part(p, CONDS) for p in parts), NOT_SUPPORTED)
+    assert [p.verdict for p in result.parts] == [SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE]
+    holds = ClaimSpec("y", "holds", parts[:1])
+    assert evaluate(holds, CONDS) == ClaimResult(holds, (evaluate_part(parts[0], CONDS),), SUPPORTED)
+
+
+# --- published single runs -----------------------------------------------------------------------------------
+
+def published(mean: float, p: float, noise: float = 0.1, statuses: tuple[str, ...] = (F,) * 5) -> Condition:
+    return condition("v=x", {3: mean}, metric="test_acc", noise=noise, statuses=statuses, published=p)
+
+
+def test_published_wording():
+    assert AGREES == "agrees (inside the 95 % CI of our mean)"
+    assert SPREAD == "agrees with one run's spread (inside the 95 % prediction interval, not the CI of the mean)"
+    assert FEWER == "too few finished runs to say"
+
+
+def test_published_without_our_runs_is_too_few_to_say():
+    cond = condition("v=x", {3: 90.0}, metric="val_acc", published=87)  # no test_acc at all
+    assert compare_published(cond, "test_acc", 1.0) == PublishedResult(cond, 87, None, None, None, FEWER,
+                                                                       INCONCLUSIVE)
+
+
+def test_published_against_one_run_is_too_few_to_say():
+    cond = published(90.0, 87, statuses=(F,) + ("FAILED",) * 4)
+    s = summarize(cond.values("test_acc"))
+    assert s.n == 1
+    assert compare_published(cond, "test_acc", 1.0) == PublishedResult(cond, 87, s, None, s.mean - 87, FEWER,
+                                                                       INCONCLUSIVE)
+    assert s.mean - 87 == pytest.approx(2.8)
+
+
+def _expected(cond: Condition, p: float, match: str, verdict: str) -> PublishedResult:
+    s = summarize(cond.values("test_acc"))
+    pi = sps.t.ppf(0.975, s.n - 1) * s.sd * math.sqrt(1 + 1 / s.n)
+    return PublishedResult(cond, p, s, pytest.approx(pi), pytest.approx(s.mean - p), match, verdict)
+
+
+# noise 0.1 over five runs: the mean's CI is ±0.196, one run's prediction interval ±0.481; published 87 ± 0.5
+@pytest.mark.parametrize("mean, match, verdict", [
+    (87.6, AGREES, SUPPORTED),    # mean above the band, its CI reaches down into it
+    (86.4, AGREES, SUPPORTED),    # mean below the band, its CI reaches up into it
+    (87.8, SPREAD, SUPPORTED),    # the CI misses the band, one run's spread reaches it
+    (86.2, SPREAD, SUPPORTED),
+    (88.2, "disagrees: reproduced 1.2 pp higher, 0.2 pp beyond what run-to-run spread and rounding explain",
+     NOT_SUPPORTED),
+    (85.8, "disagrees: reproduced 1.2 pp lower, 0.2 pp beyond what run-to-run spread and rounding explain",
+     NOT_SUPPORTED),
+    (89.0, "disagrees: reproduced 2.0 pp higher, 1.0 pp beyond what run-to-run spread and rounding explain",
+     NOT_SUPPORTED),
+])
+def test_published_agrees_spread_or_disagrees_by_how_much(mean, match, verdict):
+    cond = published(mean, 87)
+    assert compare_published(cond, "test_acc", 1.0) == _expected(cond, 87, match, verdict)
+
+
+@pytest.mark.parametrize("p, rounding, match, verdict", [
+    (91.0, 2.0, AGREES, SUPPORTED),  # 91 ± 1 starts exactly at our 90: touching counts
+    (89.0, 2.0, AGREES, SUPPORTED),  # 89 ± 1 ends exactly at our 90
+    (91.0, 1.0, "disagrees: reproduced 1.0 pp lower, 0.5 pp beyond what run-to-run spread and rounding explain",
+     NOT_SUPPORTED),
+    (89.5, 0.2, "disagrees: reproduced 0.5 pp higher, 0.4 pp beyond what run-to-run spread and rounding explain",
+     NOT_SUPPORTED),
+])
+def test_published_band_is_the_value_plus_minus_half_the_rounding(p, rounding, match, verdict):
+    cond = published(90.0, p, noise=0.0)  # five identical runs: zero-width intervals, exact arithmetic
+    assert compare_published(cond, "test_acc", rounding) == PublishedResult(
+        cond, p, exact([90.0] * 5), 0.0, 90.0 - p, match, verdict)
