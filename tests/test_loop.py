@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import io
 import math
+import time
 
 import pytest
 import torch
 
 from bn_study.data import Splits
 from bn_study.train.checkpoint import capture, misfit, restore
-from bn_study.train.loop import TrainSpec, fit, new_state, steps_per_epoch, targets, train_epoch
+from bn_study.train.loop import TrainSpec, evaluate, fit, new_state, steps_per_epoch, targets, train_epoch
 from bn_study.train.members import Members
 from bn_study.train.step import eager_step, forward_loss, train_step
 from bn_study.train.losses import member_loss
@@ -247,3 +248,87 @@ def test_a_step_that_takes_batches_by_index_gets_the_order_and_gives_the_totals(
     want = torch.randperm(40, generator=torch.Generator().manual_seed(3)) if shuffle else torch.arange(40)
     assert torch.equal(step.order[0], want)
     assert (loss_sum.tolist(), correct.tolist(), logged, seen) == ([7.0], [3], [(2, [0.5])], 40)
+
+
+class KnownLosses(SeenSamples):
+    """A step whose loss is the mean index of its batch and whose hits are the batch's even indices."""
+
+    def __call__(self, x, labels, onehot):
+        idx = x[:, :, 0]
+        self.seen.append(idx.long())
+        return idx.mean(1), (idx.long() % 2 == 0).sum(1)
+
+
+def test_an_epochs_sums_weight_each_step_by_its_batch_size():
+    splits = indexed_splits(40)  # batches of 16, 16 and 8
+    state = fresh_state(splits, model={**MODEL, "hidden": [4]})
+    spec = TrainSpec(epochs=1, batch_size=16, seeds=(0,), loss="ce", shuffle=False, log_every=1000)
+    loss_sum, correct, _, seen = train_epoch(state, targets(splits.train_x, splits.train_y, "ce", 4), spec,
+                                             KnownLosses())
+    assert (loss_sum.tolist(), correct.tolist(), seen) == ([float(sum(range(40)))], [20], 40)
+
+
+def test_fit_reports_means_over_the_samples_seen_the_time_taken_and_the_progress():
+    splits = indexed_splits(40)
+    state = fresh_state(splits, model={**MODEL, "hidden": [4]})
+    spec = TrainSpec(epochs=2, batch_size=16, seeds=(0,), loss="ce", shuffle=False, log_every=2)
+    calls = []
+
+    def progress(epoch):
+        calls.append(("epoch", epoch))
+        return lambda steps, values: calls.append((steps, values))
+
+    tic = time.perf_counter()
+    reports = list(fit(state, splits, spec, KnownLosses(), progress))
+    took = time.perf_counter() - tic
+    assert [(r.metrics[0]["train_loss"], r.metrics[0]["train_acc"]) for r in reports] == [(19.5, 0.5)] * 2
+    assert all(0 < r.seconds < took and r.metrics[0]["epoch_seconds"] == r.seconds for r in reports)
+    # global steps 2, 4 and 6 are on the cadence: batches 16..31, then 0..15 and 32..39 of the second epoch
+    assert calls == [("epoch", 0), (2, [23.5]), ("epoch", 1), (2, [7.5]), (2, [35.5])]
+
+
+def test_a_loss_that_turns_nan_at_the_epochs_end_or_in_validation_says_where():
+    splits = indexed_splits(40)
+    spec = TrainSpec(epochs=3, batch_size=16, seeds=(0,), loss="ce", shuffle=False, log_every=1000)
+
+    class NanAfterFirstEpoch(KnownLosses):
+        def __call__(self, x, labels, onehot):
+            losses, hits = super().__call__(x, labels, onehot)
+            return (losses * float("nan") if len(self.seen) > 3 else losses), hits
+
+    state = fresh_state(splits, model={**MODEL, "hidden": [4]})
+    reports = list(fit(state, splits, spec, NanAfterFirstEpoch()))
+    assert state.failures == ["training loss became nan at the end of epoch 2"] and len(reports) == 2
+
+    state = fresh_state(splits, model={**MODEL, "hidden": [4]})
+    with torch.no_grad():
+        state.members.net.head.bias.fill_(float("nan"))
+    list(fit(state, splits, spec, KnownLosses()))
+    assert state.failures == ["training loss became nan at validation after epoch 1"]
+
+
+def test_evaluation_is_the_mean_over_the_whole_split_in_chunks(monkeypatch):
+    monkeypatch.setattr("bn_study.train.loop.EVAL_CHUNK", 7)  # 20 samples: chunks of 7, 7 and 6
+    splits = separable(n=20, classes=4)
+    state = fresh_state(splits, seeds=(0, 1), norm=BN1)
+    state.members.net.train()
+    data = targets(splits.val_x[:20], splits.val_y[:20], "ce", 4)
+    loss, acc = evaluate(state.members, data, member_loss("ce"))
+    assert state.members.net.training  # handed back in train mode
+    for k in range(2):
+        net = state.members.member(k).eval()
+        with torch.no_grad():
+            out = net(data.x)
+        want_loss = torch.nn.functional.cross_entropy(out, data.labels)
+        want_acc = (out.argmax(1) == data.labels).float().mean()
+        assert loss[k].item() == pytest.approx(want_loss.item(), rel=1e-5)
+        assert acc[k].item() == pytest.approx(want_acc.item())
+
+
+def test_an_epoch_of_one_sample_reports_that_samples_loss():
+    splits = indexed_splits(1)
+    state = fresh_state(splits, model={**MODEL, "hidden": [4]})
+    spec = TrainSpec(epochs=1, batch_size=16, seeds=(0,), loss="ce", shuffle=False, log_every=1000)
+    [report] = fit(state, Splits(splits.train_x + 2, splits.train_y, splits.val_x, splits.val_y, splits.test_x,
+                                 splits.test_y, name="one", val_split="test"), spec, KnownLosses())
+    assert (report.metrics[0]["train_loss"], report.metrics[0]["train_acc"]) == (2.0, 1.0)  # index 2: even, a hit
