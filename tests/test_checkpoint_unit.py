@@ -100,6 +100,10 @@ def test_another_optimizer_or_other_members_do_not_fit():
 
 def test_resumed_brings_back_state_history_and_the_probes_first_look():
     p = payload()
+    # a saved state unlike a freshly built one in every part: weights, optimizer settings, shuffle position
+    p["net"] = {k: v + 1 for k, v in p["net"].items()}
+    p["optimizer"]["param_groups"][0]["lr"] = 0.5
+    p["shufflers"] = [torch.Generator().manual_seed(99).get_state()]
     fresh = state()
     resumed = Resumed.restore(fresh, p)
     assert (fresh.epoch, fresh.global_step, fresh.failures) == (2, 34, ["diverged"])
