@@ -16,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from kills import launch as launch_in
 from mlflow import MlflowClient
 
 from bn_study.data import ensure_raw
@@ -113,18 +114,12 @@ def read_until(job: subprocess.Popen, lines: list[str], text: str) -> None:
     pytest.fail(f"the job ended without printing {text!r}:\n" + "".join(lines)[-3000:])
 
 
-def launch_job(cwd: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "bn_study", *args], cwd=cwd,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-
-
 def test_tracking_server_down_mid_run_buffers_and_retries(tmp_path, free_port, runs_in):
     port = free_port()
     server = start_mlflow_server(tmp_path, port)
     uri = f"http://127.0.0.1:{port}"
-    job = launch_job(tmp_path, f"tracking.uri={uri}", "data.limit_train=6000", "epochs=5", "batch_size=32",
-                     "probe.enabled=false", "tracking.retry_seconds=120")
+    job = launch_in(tmp_path, [f"tracking.uri={uri}", "data.limit_train=6000", "epochs=5", "batch_size=32",
+                               "probe.enabled=false", "tracking.retry_seconds=120"])
     lines: list[str] = []
     try:
         read_until(job, lines, "epoch 1/5")
@@ -158,9 +153,9 @@ def test_metrics_a_dead_server_never_took_are_saved_to_unsent_metrics_json(tmp_p
     port = free_port()
     server = start_mlflow_server(store, port)
     epochs, steps_per_epoch, log_every = 3, 6400 // 32, 50
-    job = launch_job(launch, f"tracking.uri=http://127.0.0.1:{port}", "data.limit_train=6400", f"epochs={epochs}",
-                     "batch_size=32", f"log_every={log_every}", "probe.enabled=false", "tracking.figures=false",
-                     "tracking.retry_seconds=1")
+    job = launch_in(launch, [f"tracking.uri=http://127.0.0.1:{port}", "data.limit_train=6400",
+                             f"epochs={epochs}", "batch_size=32", f"log_every={log_every}", "probe.enabled=false",
+                             "tracking.figures=false", "tracking.retry_seconds=1"])
     lines: list[str] = []
     try:
         read_until(job, lines, f"epoch 1/{epochs}")

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from mlflow import MlflowClient
+from kills import launch
 
 SMALL = ["data.limit_train=1000", "probe.enabled=false", "tracking.figures=false", "log_every=5"]
 
@@ -21,27 +21,18 @@ def bn_study(launch_dir: Path, *args: str, timeout: float = 300) -> subprocess.C
                           text=True, timeout=timeout)
 
 
-def children(launch_dir: Path, experiment: str = "bn_study"):
-    client = MlflowClient(f"sqlite:///{launch_dir / 'mlflow.db'}")
-    exp = client.get_experiment_by_name(experiment)
-    runs = client.search_runs([exp.experiment_id], max_results=1000)
+def children(runs_in, launch_dir: Path):
+    """The store's member runs (those of a multirun parent), and its client."""
+    client, runs = runs_in(launch_dir)
     return client, [r for r in runs if "mlflow.parentRunId" in r.data.tags]
 
 
-def children_runs_of(client: MlflowClient, launch_dir: Path):
-    """The multirun parents of the store."""
-    exp = client.get_experiment_by_name("bn_study")
-    return [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("role") == "multirun parent"]
-
-
-def test_killed_multirun_resumes_the_interrupted_job_and_skips_finished_ones(tmp_path):
+def test_killed_multirun_resumes_the_interrupted_job_and_skips_finished_ones(tmp_path, runs_in):
     # job #2 (the third) walks 12 000 images per epoch, the others a few hundred: a wide window to kill it in
     # threads pinned: the resumed job's numbers are compared with an uninterrupted run's, bit for bit
     args = ["-m", "data.limit_train=300,400,12000,500", "act=relu", "norm=bn1", "epochs=5", "batch_size=64",
             "probe.enabled=false", "tracking.figures=false", "log_every=50", "threads=1"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "bn_study", *args], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = launch(tmp_path, args)
     third_job_started = False
     killed_during = None
     for line in proc.stdout:
@@ -54,7 +45,7 @@ def test_killed_multirun_resumes_the_interrupted_job_and_skips_finished_ones(tmp
     proc.wait(timeout=60)
     assert killed_during is not None, "job 3 never finished an epoch"
     assert proc.returncode == -signal.SIGKILL
-    client, before = children(tmp_path)
+    client, before = children(runs_in, tmp_path)
     assert sorted(r.info.status for r in before) == ["FINISHED", "FINISHED", "RUNNING"]
     interrupted = next(r for r in before if r.info.status == "RUNNING")
     assert list((tmp_path / "checkpoints").glob("*.pt")), "the interrupted job left no checkpoint"
@@ -64,7 +55,7 @@ def test_killed_multirun_resumes_the_interrupted_job_and_skips_finished_ones(tmp
     assert "resuming from the checkpoint after epoch" in again.stdout
     assert again.stdout.count("skipped: every seed of this job already has a result in MLflow") == 2
     assert "4 jobs: 1 finished, 1 resumed, 2 skipped" in again.stdout
-    client, after = children(tmp_path)
+    client, after = children(runs_in, tmp_path)
     assert len(after) == 4 and all(r.info.status == "FINISHED" for r in after)
     assert len({r.data.tags["config_hash"] for r in after}) == 4  # no twins
     resumed = client.get_run(interrupted.info.run_id)
@@ -75,14 +66,15 @@ def test_killed_multirun_resumes_the_interrupted_job_and_skips_finished_ones(tmp
     assert steps == sorted(set(steps))
     assert not (tmp_path / "checkpoints").exists()  # cleaned up, directory and all, once the jobs finished
     # the second sweep's results include the runs it skipped or continued (the report reads them from there)
-    second_parent = next(r for r in children_runs_of(client, tmp_path) if r.info.run_id not in
+    parents = [r for r in runs_in(tmp_path)[1] if r.data.tags.get("role") == "multirun parent"]
+    second_parent = next(r for r in parents if r.info.run_id not in
                          {b.data.tags["mlflow.parentRunId"] for b in before})
     reused = [r for r in after if r.data.tags.get(f"reused_in.{second_parent.info.run_id}") == "true"]
     assert len(reused) == 3  # two skipped, one continued
 
     fresh = bn_study(tmp_path, *args, "resume=false")
     assert fresh.returncode == 0
-    _, twice = children(tmp_path)
+    _, twice = children(runs_in, tmp_path)
     assert len(twice) == 8  # resume=false trains everything again
     # the killed-and-continued run learned exactly what one uninterrupted run of its config learns: the
     # weights, BN statistics, optimizer state and shuffle order all came back, not just the epoch counter
@@ -94,22 +86,22 @@ def test_killed_multirun_resumes_the_interrupted_job_and_skips_finished_ones(tmp
         assert got == want, key
 
 
-def test_a_diverging_job_fails_alone_and_the_sweep_says_so(cli, tmp_path):
+def test_a_diverging_job_fails_alone_and_the_sweep_says_so(cli, tmp_path, runs_in):
     result = cli("-m", "act=relu", "optimizer.lr=0.01,1e30", "optimizer.momentum=0", "optimizer.nesterov=false",
                  "epochs=2", *SMALL)
     assert result.code == 1
     assert "multirun summary" in result.out and "1 diverged, 1 finished" in result.out
-    _, runs = children(tmp_path)
+    client, runs = children(runs_in, tmp_path)
     by_lr = {r.data.params["optimizer.lr"]: r for r in runs}
     assert by_lr["0.01"].info.status == "FINISHED"
     bad = by_lr["1e+30"]
     assert bad.info.status == "FAILED" and bad.data.tags["outcome"] == "diverged"
     assert bad.data.tags["failure_reason"] == "training loss became nan at step 5 (epoch 1)"  # log_every=5
-    parent = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_run(bad.data.tags["mlflow.parentRunId"])
+    parent = client.get_run(bad.data.tags["mlflow.parentRunId"])
     assert parent.info.status == "FAILED" and parent.data.tags["jobs_diverged"] == "1"
 
 
-def test_a_crashing_job_leaves_its_traceback_and_the_others_run(cli, tmp_path, monkeypatch):
+def test_a_crashing_job_leaves_its_traceback_and_the_others_run(cli, tmp_path, monkeypatch, runs_in):
     import bn_study.training as trainer
 
     original = trainer.JobTraining.run
@@ -123,7 +115,7 @@ def test_a_crashing_job_leaves_its_traceback_and_the_others_run(cli, tmp_path, m
     result = cli("-m", "norm=none,bn1", "act=sigmoid,relu", "epochs=1", *SMALL)
     assert result.code == 1
     assert "2 crashed, 2 finished" in result.out
-    client, runs = children(tmp_path)
+    client, runs = children(runs_in, tmp_path)
     crashed = [r for r in runs if r.info.status == "FAILED"]
     assert len(crashed) == 2 and len(runs) == 4
     for r in crashed:
@@ -134,12 +126,12 @@ def test_a_crashing_job_leaves_its_traceback_and_the_others_run(cli, tmp_path, m
 
 
 @pytest.mark.parametrize("attempt", [1, 2, 3])
-def test_parallel_joblib_workers_share_one_fresh_sqlite_store(tmp_path, attempt):
+def test_parallel_joblib_workers_share_one_fresh_sqlite_store(tmp_path, attempt, runs_in):
     result = bn_study(tmp_path, "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=4",
                       "act=sigmoid,relu", "norm=none,bn1", "optimizer=sgd,adam", "epochs=2", *SMALL, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "locked" not in result.stdout + result.stderr
-    client, runs = children(tmp_path)
+    client, runs = children(runs_in, tmp_path)
     assert len(runs) == 8 and all(r.info.status == "FINISHED" for r in runs)
     assert len({r.data.tags["condition"] for r in runs}) == 8
     for r in runs:

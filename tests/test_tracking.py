@@ -11,25 +11,14 @@ from mlflow import MlflowClient
 QUICK = ("data.limit_train=1000", "log_every=4")
 
 
-def client_for(launch_dir: Path) -> MlflowClient:
-    return MlflowClient(f"sqlite:///{launch_dir / 'mlflow.db'}")
-
-
-def all_runs(client: MlflowClient):
-    experiment = client.get_experiment_by_name("bn_study")
-    assert experiment is not None
-    return client.search_runs([experiment.experiment_id], max_results=1000)
-
-
 def artifacts(client: MlflowClient, run_id: str) -> set[str]:
     return {a.path for a in client.list_artifacts(run_id)}
 
 
-def test_one_epoch_run(cli, tmp_path):
+def test_one_epoch_run(cli, tmp_path, runs_in):
     result = cli("epochs=1", "norm=bn1", *QUICK)
     assert result.code == 0, result.err
-    client = client_for(tmp_path)
-    [run] = all_runs(client)
+    client, [run] = runs_in(tmp_path)
     assert run.info.status == "FINISHED"
     assert run.info.run_name == "epochs=1 norm=bn1 data.limit_train=1000 log_every=4 seed=0"
     assert (tmp_path / "mlruns").is_dir()  # artifacts beside the database, where `mlflow ui` looks
@@ -67,12 +56,11 @@ def test_one_epoch_run(cli, tmp_path):
     assert "kind: batch" in config_text and "seed: 0" in config_text
 
 
-def test_book_model_shows_record_19(cli, tmp_path):
+def test_book_model_shows_record_19(cli, tmp_path, runs_in):
     result = cli("model=book", "loss=mse", "optimizer.momentum=0", "optimizer.nesterov=false", "batch_size=1",
                  "shuffle=false", "epochs=1", "data.limit_train=300", "log_every=10", "act=relu")
     assert result.code == 0, result.err
-    client = client_for(tmp_path)
-    [run] = all_runs(client)
+    client, [run] = runs_in(tmp_path)
     names = artifacts(client, run.info.run_id)
     assert {"record_19.png", "record_19_outputs.txt", "curves.png", "activations.png"} <= names
     outputs = Path(client.download_artifacts(run.info.run_id, "record_19_outputs.txt", str(tmp_path / "dl")))
@@ -81,11 +69,10 @@ def test_book_model_shows_record_19(cli, tmp_path):
     assert [m.step for m in client.get_metric_history(run.info.run_id, "step_loss")][:3] == [10, 20, 30]
 
 
-def test_two_job_multirun_has_one_parent_and_two_children(cli, tmp_path):
+def test_two_job_multirun_has_one_parent_and_two_children(cli, tmp_path, runs_in):
     result = cli("-m", "norm=none,bn1", "epochs=2", *QUICK)
     assert result.code == 0, result.err
-    client = client_for(tmp_path)
-    runs = all_runs(client)
+    client, runs = runs_in(tmp_path)
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert len(parents) == 1 and len(children) == 2
@@ -106,33 +93,31 @@ def test_two_job_multirun_has_one_parent_and_two_children(cli, tmp_path):
         assert artifacts(client, child.info.run_id) == {"config.yaml", "curves.png", "activations.png"}
 
 
-def test_same_seed_reproduces_metrics_exactly_on_cpu(cli, tmp_path):
+def test_same_seed_reproduces_metrics_exactly_on_cpu(cli, tmp_path, runs_in):
     for _ in range(2):  # threads pinned: with auto, a busy core could change the count and so the sums' order
         assert cli("epochs=2", "act=relu", "norm=bn1", "device=cpu", "threads=1", *QUICK).code == 0
-    client = client_for(tmp_path)
-    first, second = all_runs(client)
+    client, (first, second) = runs_in(tmp_path)
     for key in ("train_loss", "val_loss", "val_acc", "step_loss", "act2_mean"):
         a = [(m.step, m.value) for m in client.get_metric_history(first.info.run_id, key)]
         b = [(m.step, m.value) for m in client.get_metric_history(second.info.run_id, key)]
         assert a == b, key
 
 
-def test_divergence_marks_the_run_failed_with_a_reason(cli, tmp_path):
+def test_divergence_marks_the_run_failed_with_a_reason(cli, tmp_path, runs_in):
     result = cli("epochs=3", "act=relu", "optimizer.lr=1e30", "optimizer.momentum=0", "optimizer.nesterov=false", *QUICK)
     assert result.code == 1
-    client = client_for(tmp_path)
-    [run] = all_runs(client)
+    client, [run] = runs_in(tmp_path)
     assert run.info.status == "FAILED"
     # the first logged step after the blow-up (log_every=4), with the value, the step and the epoch
     assert run.data.tags["failure_reason"] == "training loss became nan at step 4 (epoch 1)"
 
 
-def test_holdout_keeps_the_test_set_unseen_unless_final_test(cli, tmp_path):
+def test_holdout_keeps_the_test_set_unseen_unless_final_test(cli, tmp_path, runs_in):
     assert cli("epochs=1", "data.val=holdout", "probe.enabled=false", "tracking.figures=false", *QUICK).code == 0
     assert cli("epochs=1", "data.val=holdout", "final_test=true", "probe.enabled=false", "tracking.figures=false",
                *QUICK).code == 0
-    client = client_for(tmp_path)
-    by_final = {r.data.params["final_test"]: r for r in all_runs(client)}
+    client, runs = runs_in(tmp_path)
+    by_final = {r.data.params["final_test"]: r for r in runs}
     assert "test_acc" not in by_final["False"].data.metrics
     tuned = by_final["True"]
     assert tuned.data.tags["val_split"].startswith("holdout")
@@ -140,7 +125,7 @@ def test_holdout_keeps_the_test_set_unseen_unless_final_test(cli, tmp_path):
 
 
 @pytest.mark.parametrize("uri_from", ["config", "env"])
-def test_tracking_uri_can_point_elsewhere(cli, tmp_path, monkeypatch, uri_from):
+def test_tracking_uri_can_point_elsewhere(cli, tmp_path, monkeypatch, uri_from, runs_in):
     elsewhere = tmp_path / "store"
     elsewhere.mkdir()
     uri = f"sqlite:///{elsewhere / 'runs.db'}"
@@ -151,7 +136,7 @@ def test_tracking_uri_can_point_elsewhere(cli, tmp_path, monkeypatch, uri_from):
         monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     assert cli(*args).code == 0
     assert not (tmp_path / "mlflow.db").exists()
-    [run] = MlflowClient(uri).search_runs([MlflowClient(uri).get_experiment_by_name("bn_study").experiment_id])
+    [run] = runs_in(uri)[1]
     assert run.info.status == "FINISHED"
 
 
@@ -167,14 +152,13 @@ def test_run_names_fit_every_mlflow_store_and_keep_the_seed():
     assert len(sweep_description(long)) == MAX_RUN_NAME
 
 
-def test_a_real_run_learns_mnist(cli, tmp_path):
+def test_a_real_run_learns_mnist(cli, tmp_path, runs_in):
     """Two epochs on 1 000 real MNIST images (relu + bn1, 32 steps per epoch): only a model that learns clears
     these floors on the 10 000 test images (chance is 10 %; this run measured 60.8 % then 81.2 %)."""
     result = cli("act=relu", "norm=bn1", "batch_size=32", "epochs=2", "data.limit_train=1000", "threads=1",
                  "tracking.figures=false")
     assert result.code == 0, result.err
-    client = client_for(tmp_path)
-    [run] = all_runs(client)
+    client, [run] = runs_in(tmp_path)
     val_acc = [m.value for m in client.get_metric_history(run.info.run_id, "val_acc")]
     train_loss = [m.value for m in client.get_metric_history(run.info.run_id, "train_loss")]
     assert val_acc[0] > 0.5 and val_acc[1] > 0.75, val_acc
