@@ -30,21 +30,22 @@ def run(cfg: DictConfig) -> JobOutcome:
     from bn_study.training import JobTraining
 
     plan = JobPlan.from_config(cfg)  # config: checked; the members (seeds), their hashes, the device, threads
-    tracking = MemberTracking.open(plan, current_reporter())  # tracking: the store; members already done
-    if not tracking.todo:
-        return tracking.outcome_of_done()
-    data = cfg.data
-    splits = load_splits(data.name, plan.context.path(data.root), val=data.val, limit_train=data.limit_train,
-                         device=plan.device, sources=list(data.sources), verify=data.verify)  # data, on the device
-    # model: one per seed, initialised exactly as its own run would be, trained together
-    members = Members(seeded_models(tracking.todo, cfg.model, cfg.act, cfg.norm,
-                                    num_features=splits.num_features, num_classes=splits.num_classes))
-    optimizer, step = build_engine(cfg.engine, members, cfg.loss.name, cfg.optimizer, plan.device)
-    state = new_state(members, optimizer, tracking.todo)
-    resumed = tracking.resume_into(state)  # a checkpoint of this very job: continue after its last epoch
-    with tracking.member_runs(state) as runs:  # every run ends FINISHED, FAILED or KILLED, never RUNNING
-        history = JobTraining(plan, tracking, splits, state, step, runs, resumed).run()  # the loop
-    return tracking.outcome(history, state.failures, resumed)  # the objective, back to the sweeper
+    # tracking: the store; members already done, or trained by another live launch of the same grid
+    with MemberTracking.open(plan, current_reporter()) as tracking:
+        if not tracking.todo or tracking.held_by:
+            return tracking.outcome_of_done()
+        data = cfg.data
+        splits = load_splits(data.name, plan.context.path(data.root), val=data.val, limit_train=data.limit_train,
+                             device=plan.device, sources=list(data.sources), verify=data.verify)  # data, on the device
+        # model: one per seed, initialised exactly as its own run would be, trained together
+        members = Members(seeded_models(tracking.todo, cfg.model, cfg.act, cfg.norm,
+                                        num_features=splits.num_features, num_classes=splits.num_classes))
+        optimizer, step = build_engine(cfg.engine, members, cfg.loss.name, cfg.optimizer, plan.device)
+        state = new_state(members, optimizer, tracking.todo)
+        resumed = tracking.resume_into(state)  # a checkpoint of this very job: continue after its last epoch
+        with tracking.member_runs(state) as runs:  # every run ends FINISHED, FAILED or KILLED, never RUNNING
+            history = JobTraining(plan, tracking, splits, state, step, runs, resumed).run()  # the loop
+        return tracking.outcome(history, state.failures, resumed)  # the objective, back to the sweeper
 
 
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")

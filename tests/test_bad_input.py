@@ -98,6 +98,9 @@ CASES: dict[str, dict[str, tuple[list[str], list[str]]]] = {
         "BN eps inf": (["norm=bn1", "norm.eps=inf"], ["norm.eps=inf", "finite number"]),
         "BN momentum nan": (["norm=bn1", "norm.momentum=nan"], ["norm.momentum=nan", "finite number"]),
         "retry_seconds inf": (["tracking.retry_seconds=inf"], ["tracking.retry_seconds=inf", "finite number"]),
+        "heartbeat zero": (["tracking.heartbeat_seconds=0"], ["tracking.heartbeat_seconds=0", "> 0"]),
+        "stale before two beats": (["tracking.heartbeat_seconds=10", "tracking.stale_after_seconds=15"],
+                                   ["tracking.stale_after_seconds=15", ">= 20", "two heartbeats"]),
         "leaky slope nan": (["act=leaky_relu", "act.negative_slope=nan"], ["act.negative_slope=nan", "finite number"]),
     },
     "cross-field": {

@@ -16,6 +16,8 @@ import torch
 
 from mlflow import MlflowClient
 
+from bn_study.tracking.claims import LEDGER_EXPERIMENT
+
 REPO = Path(__file__).resolve().parent.parent
 LINE = "interrupted (Ctrl-C): stopped with {done} of 40 epochs saved, run {ids} KILLED; {again} continues after epoch {done}"
 
@@ -94,7 +96,8 @@ def test_ctrl_c_in_an_optuna_search_kills_its_parent_and_leaves_no_trial_running
     assert proc.returncode == 130, text[-3000:]
     assert "Traceback" not in text
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    found = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    found = client.search_runs([e.experiment_id for e in client.search_experiments()
+                                if e.name != LEDGER_EXPERIMENT])  # the claims ledger is bookkeeping, no sweep
     parents = [r for r in found if r.data.tags.get("role") != "trial" and "mlflow.parentRunId" not in r.data.tags]
     assert [p.info.status for p in parents] == ["KILLED"]
     assert parents[0].data.tags["failure_reason"] == "interrupted (Ctrl-C)"

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from test_double_launch import GRID, assert_each_member_trained_once, start_together, summary_rows
+
 SMALL = ["data.limit_train=500", "epochs=2", "probe.enabled=false", "log_every=5"]
 
 
@@ -91,3 +93,15 @@ def test_three_optuna_workers_share_one_postgres_study_and_one_server(tracking_s
         assert len(mine) == trials_each
     for run in trials:
         assert run.data.tags["optuna_state"] == study.trials[int(run.data.tags["optuna_trial"])].state.name
+
+
+def test_two_identical_grids_at_once_against_the_server_train_each_member_once(tracking_server, tmp_path, runs_in):
+    grid = [*GRID, f"tracking.uri={tracking_server.tracking_uri}", "tracking.experiment=double_launch"]
+    # two machines: each its own launch dir (own checkpoints and sweep dirs), one server
+    machines = [tmp_path / "a", tmp_path / "b"]
+    for d in machines:
+        d.mkdir()
+    outs = start_together(machines, grid)
+    assert_each_member_trained_once(tracking_server.tracking_uri, runs_in, "double_launch")
+    first, second = (summary_rows(out) for out in outs)
+    assert len(first) == 4 and first == second

@@ -266,6 +266,10 @@ def _check_tracking(cfg: DictConfig, check_paths: bool, launch_dir: Path) -> Non
     _text("tracking.experiment", tracking.experiment, "a non-empty MLflow experiment name")
     _number("tracking.retry_seconds", tracking.retry_seconds, low=0,
             what=" (how long a job retries a tracking store that stopped answering)")
+    beat = _number("tracking.heartbeat_seconds", tracking.heartbeat_seconds, low=0, low_open=True,
+                   what=" (how often a launch tells the store it is alive)")
+    _number("tracking.stale_after_seconds", tracking.stale_after_seconds, low=2 * beat,
+            what=f" (at least two heartbeats, 2 x tracking.heartbeat_seconds={beat:g}: one late beat is no death)")
     if tracking.uri is not None:
         check_tracking_uri(tracking.uri, launch_dir, check_paths=check_paths)
 

@@ -103,6 +103,8 @@ class TrackingConf:
     experiment: str = "bn_study"
     figures: bool = True
     retry_seconds: float = 60.0
+    heartbeat_seconds: float = 10.0
+    stale_after_seconds: float = 120.0
 
 
 @dataclass

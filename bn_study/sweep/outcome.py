@@ -9,12 +9,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from bn_study.train.loop import EpochReport
 
-STATUSES = ("finished", "resumed", "skipped", "diverged")
+STATUSES = ("finished", "resumed", "skipped", "diverged", "held")
 
 
 class JobOutcome(float):
     """A float (any sweeper can use it as the objective) that also says whether the job trained,
-    resumed from a checkpoint, was skipped because its runs had already finished, or diverged."""
+    resumed from a checkpoint, was skipped because its runs had already finished, or diverged — or was held:
+    another live launch trains its members, and the sweeper comes back to it once they are done."""
 
     status: str
     detail: str

@@ -68,7 +68,7 @@ class SweepRun:
                                     pruner=sweeper.pruner, directions=sweeper.directions, load_if_exists=True)
         check_direction(self.storage, study.study_name, sweeper.directions, self.where)
         if existed:
-            retry_orphaned_trials(study)
+            retry_orphaned_trials(study, *([self.tracking.parent.ledger.gone] if self.tracking else []))
             trials = study.get_trials(deepcopy=False)
             states = Counter(t.state.name for t in trials)
             log.info("study %r in %s: resuming with %d trials (%s); adding %d", study.study_name, self.where,

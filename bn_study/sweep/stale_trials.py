@@ -1,10 +1,12 @@
 """Optuna trials left RUNNING by a search process that is gone (``kill -9``, a lost machine): failed with the
 reason and queued once more with their params. Optuna's own heartbeat covers its RDB storage only, not a
-journal file (this project's default storage), so each trial carries its owner process instead."""
+journal file (this project's default storage), and only a study driven by ``study.optimize``, so each trial
+carries its owner process instead, judged by its pid on this host and by its heartbeat from another."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import optuna
 from optuna.trial import TrialState
@@ -19,11 +21,12 @@ def claim(trial: optuna.Trial) -> None:
     trial.set_user_attr(OWNER_TAG, this_owner())
 
 
-def retry_orphaned_trials(study: optuna.Study) -> list[int]:
-    """FAIL each RUNNING trial whose owner is gone, and queue its params again once (a retry is not retried)."""
+def retry_orphaned_trials(study: optuna.Study, gone: Callable[[str | None], bool] = owner_gone) -> list[int]:
+    """FAIL each RUNNING trial whose owner is gone, and queue its params again once (a retry is not retried).
+    ``gone``: how an owner is judged; the sweep's ledger (bn_study.tracking.claims) knows other hosts too."""
     failed = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if not owner_gone(t.user_attrs.get(OWNER_TAG)):
+        if not gone(t.user_attrs.get(OWNER_TAG)):
             continue
         study._storage.set_trial_user_attr(t._trial_id, "failure_reason",
                                            "its search process is gone; failed by a later search")

@@ -55,7 +55,7 @@ def print_summary(rows: Sequence[JobRow], title: str = "multirun summary") -> No
     for name, style in (("#", "dim"), ("job", ""), ("status", ""), ("objective", ""), ("detail", "dim")):
         table.add_column(name, style=style, overflow="fold")
     colour = {"finished": "green", "resumed": "green", "skipped": "cyan", "pruned": "yellow",
-              "diverged": "red", "crashed": "red"}
+              "diverged": "red", "crashed": "red", "held": "yellow"}
     for r in rows:
         shown = "" if r.objective is None or not math.isfinite(r.objective) else f"{r.objective:.4f}"
         table.add_row(str(r.index), r.overrides, Text(r.status, style=colour.get(r.status, "")), shown, r.detail)

@@ -7,7 +7,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import sys
+import time
 import traceback
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -20,8 +22,9 @@ from omegaconf import OmegaConf
 from bn_study.job import JobPlan
 from bn_study.sweep.outcome import JobOutcome, objective_value, worst_value
 from bn_study.sweep.trial import TrialReporter
+from bn_study.tracking.claims import Heartbeat, Ledger
 from bn_study.tracking.naming import flatten
-from bn_study.tracking.owner import close_orphans, kill_run
+from bn_study.tracking.owner import close_orphans, describe_owner, kill_run
 from bn_study.tracking.parent import read_parent_file
 from bn_study.tracking.resume import final_runs, job_hash, resumable_run_ids, reused_tag
 from bn_study.errors import Interrupted, StoreError
@@ -38,10 +41,9 @@ def _val_split_note(val: str) -> str:
             if val == "test" else "holdout (val_* metrics are on the last 10 000 training images)")
 
 
-def _open_context(plan: JobPlan) -> RunContext:
+def _open_context(plan: JobPlan, parent: dict | None) -> RunContext:
     """The multirun's parent run and store, or the configured store for a single run."""
     cfg, job = plan.cfg, plan.context
-    parent = read_parent_file(job.sweep_dir) if job.sweep_dir else None
     uri = parent["tracking_uri"] if parent else resolve_tracking_uri(cfg.tracking.uri, job.launch_dir)
     return open_context(uri, cfg.tracking.experiment, launch_dir=job.launch_dir, device=plan.device,
                         overrides=job.overrides, multirun_dir=job.sweep_dir,
@@ -76,6 +78,35 @@ def resumes(plan: JobPlan) -> bool:
     return plan.context.sweep_dir is not None if cfg.resume == "auto" else bool(cfg.resume)
 
 
+def _sweep_to_watch(plan: JobPlan, parent: dict | None) -> str | None:
+    """A joblib worker's sweep process: when it is gone, the worker must not train on (nor would the loky
+    workers of a killed sweep stop by themselves before finishing their jobs)."""
+    owner = (parent or {}).get("owner")
+    launcher = plan.context.launcher or ""
+    if not owner or "joblib" not in launcher or owner.rsplit(":", 2)[1] == str(os.getpid()):
+        return None
+    return owner
+
+
+def _claim(ledger: Ledger, plan: JobPlan, experiment_id: str, todo: list[int], defer: bool) -> str | None:
+    """Hold every member of ``todo`` (None), or say which live launch trains one (its owner) when ``defer``;
+    without ``defer``, wait until that launch lets go of it or is gone."""
+    hashes = [plan.hashes[s] for s in todo]
+    told = False
+    while True:
+        held = ledger.holders(experiment_id, hashes) or ledger.claim(experiment_id, hashes)
+        if not held:
+            return None
+        owner = next(iter(held.values()))
+        if defer:
+            return owner
+        if not told:
+            log.info("waiting: another launch (%s) trains this job's member%s; this one continues once it is "
+                     "done (or gone)", describe_owner(owner), "s" if len(hashes) > 1 else "")
+            told = True
+        time.sleep(float(plan.cfg.tracking.heartbeat_seconds))
+
+
 @dataclass
 class MemberTracking:
     plan: JobPlan
@@ -85,13 +116,40 @@ class MemberTracking:
     todo: list[int]  # the seeds to train
     checkpoint: Checkpoint
     saved: dict | None  # this job's checkpoint, when its runs can be continued
+    ledger: Ledger
+    alive: contextlib.ExitStack  # this process's heartbeat and this job's claims, until the job ends
+    held_by: str | None = None  # another live launch trains this job's members (the sweeper defers it)
 
     @classmethod
     def open(cls, plan: JobPlan, reporter: TrialReporter | None) -> MemberTracking:
         cfg, job = plan.cfg, plan.context
-        ctx = _open_context(plan)
+        parent = read_parent_file(job.sweep_dir) if job.sweep_dir else None
+        ctx = _open_context(plan, parent)
+        ledger = Ledger.open(ctx.client, ctx.uri, float(cfg.tracking.stale_after_seconds))
+        alive = contextlib.ExitStack()
+        alive.enter_context(Heartbeat.held(ledger, float(cfg.tracking.heartbeat_seconds), _sweep_to_watch(plan, parent)))
+        alive.callback(ledger.release)
+        try:
+            return cls._open(plan, reporter, ctx, ledger, alive, parent)
+        except BaseException:
+            alive.close()
+            raise
+
+    @classmethod
+    def _open(cls, plan: JobPlan, reporter: TrialReporter | None, ctx: RunContext, ledger: Ledger,
+              alive: contextlib.ExitStack, parent: dict | None) -> MemberTracking:
+        cfg, job = plan.cfg, plan.context
         resume = resumes(plan)
         done = final_runs(ctx.client, ctx.experiment_id, plan.hashes) if resume else {}
+        todo = [seed for seed in plan.seeds if seed not in done]
+        if resume and todo:  # two launches of one grid: each member is trained by the one that claims it
+            defer = (parent or {}).get("on_held") == "defer"
+            held_by = _claim(ledger, plan, ctx.experiment_id, todo, defer)
+            if held_by is not None:
+                return cls(plan, ctx, reporter, done, todo, Checkpoint(job.path(cfg.checkpoint_dir), ""), None,
+                           ledger, alive, held_by)
+            # finished by another launch between the first look and the claim
+            done.update(final_runs(ctx.client, ctx.experiment_id, {s: plan.hashes[s] for s in todo}))
         if done and ctx.parent_run_id:  # this sweep's results include them: say so, for the report
             for r in done.values():
                 ctx.client.set_tag(r.info.run_id, reused_tag(ctx.parent_run_id), "true")
@@ -108,8 +166,14 @@ class MemberTracking:
                 [ctx.experiment_id], filter_string=f"tags.config_hash = '{digest}' and attributes.status = 'RUNNING'")
                 if r.info.run_id not in continued]
             close_orphans(ctx.client, stale, "left RUNNING by a launch that was killed; closed by a later one, "
-                                             "which trains this member again")
-        return cls(plan, ctx, reporter, done, todo, checkpoint, saved)
+                                             "which trains this member again", gone=ledger.gone)
+        return cls(plan, ctx, reporter, done, todo, checkpoint, saved, ledger, alive)
+
+    def __enter__(self) -> MemberTracking:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.alive.close()  # this job's claims released; the heartbeat stops unless a sweep still needs it
 
     @property
     def todo_hashes(self) -> list[str]:
@@ -207,8 +271,13 @@ class MemberTracking:
                 else worst_value(direction) for r in runs]
 
     def outcome_of_done(self) -> JobOutcome:
-        """Every member of this job already has a result in MLflow: nothing is trained."""
+        """Every member of this job already has a result in MLflow, or another live launch trains them
+        (held): nothing is trained here."""
         direction = self.plan.cfg.objective.direction
+        if self.held_by is not None:
+            log.info("deferred: another launch (%s) trains this job's members; this sweep comes back to it at "
+                     "the end", describe_owner(self.held_by))
+            return JobOutcome(worst_value(direction), "held", f"trained by {describe_owner(self.held_by)}")
         ids = " ".join(r.info.run_id for r in self.done.values())
         log.info("skipped: every seed of this job already has a result in MLflow (runs %s)", ids)
         diverged = [r for r in self.done.values() if r.info.status != "FINISHED"]

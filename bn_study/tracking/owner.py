@@ -1,14 +1,14 @@
 """Who runs a run: the host, the pid and that process's start time, tagged on every member run and sweep
 parent. A later launch that meets a RUNNING run whose process is gone (killed, its machine restarted) closes
-it as KILLED with the reason instead of leaving it pretending to run. A run owned by another host is left
-alone: from here one cannot tell whether it still runs."""
+it as KILLED with the reason instead of leaving it pretending to run. Whether another host's process still
+runs is told by its heartbeat (bn_study.tracking.claims)."""
 
 from __future__ import annotations
 
 import logging
 import os
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from mlflow import MlflowClient
 from mlflow.entities import Run, RunTag
@@ -32,6 +32,18 @@ def this_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{_start_ticks(os.getpid()) or '?'}"
 
 
+def owner_host(owner: str | None) -> str | None:
+    return owner.rsplit(":", 2)[0] if owner and owner.count(":") >= 2 else None
+
+
+def describe_owner(owner: str | None) -> str:
+    """``host:pid:ticks`` as a person reads it: "process 123 on host"."""
+    if not owner or owner.count(":") < 2:
+        return "an unknown process"
+    host, pid, _ = owner.rsplit(":", 2)
+    return f"process {pid} on {host}"
+
+
 def owner_gone(owner: str | None) -> bool:
     """True only when the owner was this host's process and that process no longer exists."""
     if not owner or owner.count(":") < 2:
@@ -49,15 +61,16 @@ def kill_run(client: MlflowClient, run_id: str, reason: str, outcome: str | None
     client.set_terminated(run_id, "KILLED")
 
 
-def close_orphans(client: MlflowClient, runs: Iterable[Run], reason: str) -> list[str]:
-    """Close the given runs that are RUNNING with their owner gone: KILLED, ``failure_reason`` = reason."""
+def close_orphans(client: MlflowClient, runs: Iterable[Run], reason: str,
+                  gone: Callable[[str | None], bool] = owner_gone) -> list[str]:
+    """Close the given runs that are RUNNING with their owner gone: KILLED, ``failure_reason`` = reason.
+    ``gone``: how an owner is judged (a ledger also knows other hosts' heartbeats)."""
     closed = []
     for run in runs:
         owner = run.data.tags.get(OWNER_TAG)
-        if run.info.status != "RUNNING" or not owner_gone(owner):
+        if run.info.status != "RUNNING" or not gone(owner):
             continue
-        pid = owner.rsplit(":", 2)[1] if owner else "?"
-        kill_run(client, run.info.run_id, f"{reason} (its process {pid} is gone)", "orphaned")
+        kill_run(client, run.info.run_id, f"{reason} (its {describe_owner(owner)} is gone)", "orphaned")
         closed.append(run.info.run_id)
     if closed:
         log.warning("closed %d run%s left RUNNING by a process that is gone: %s", len(closed),

@@ -2,13 +2,18 @@
 
 Creating the sqlite database and the experiment here, before parallel jobs exist, also avoids
 several processes initialising a fresh database at once (which breaks). Jobs find the parent
-through a small file in the sweep dir (``PARENT_FILE``).
+through a small file in the sweep dir: one per sweeping process (``mlflow_parent.<pid>.json``), because two
+launches in the same second share Hydra's sweep dir, and each job must find its own sweep's parent — its
+own process's (the basic launcher) or its parent process's (a joblib worker); ``PARENT_FILE`` is the latest
+sweep's, for launchers whose jobs run elsewhere.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +22,7 @@ from mlflow.entities import RunTag
 from omegaconf import DictConfig
 
 from bn_study.tracking.naming import fit_run_name
+from bn_study.tracking.claims import Heartbeat, Ledger
 from bn_study.tracking.owner import OWNER_TAG, close_orphans, kill_run, this_owner
 from bn_study.tracking.provenance import git_state
 from bn_study.util.atomic import write_atomic
@@ -27,13 +33,21 @@ log = logging.getLogger(__name__)
 PARENT_FILE = "mlflow_parent.json"  # in the multirun's sweep dir: how jobs find their parent run
 
 
+def _own_file(sweep_dir: str | Path, pid: int) -> Path:
+    return Path(sweep_dir) / f"mlflow_parent.{pid}.json"
+
+
 def read_parent_file(sweep_dir: str | Path) -> dict[str, Any] | None:
-    path = Path(sweep_dir) / PARENT_FILE
-    return json.loads(path.read_text()) if path.exists() else None
+    for path in (_own_file(sweep_dir, os.getpid()), _own_file(sweep_dir, os.getppid()), Path(sweep_dir) / PARENT_FILE):
+        if path.exists():
+            return json.loads(path.read_text())
+    return None
 
 
 def write_parent_file(sweep_dir: str | Path, payload: Mapping[str, Any]) -> None:
-    write_atomic(Path(sweep_dir) / PARENT_FILE, json.dumps(dict(payload)).encode())
+    data = json.dumps(dict(payload)).encode()
+    write_atomic(_own_file(sweep_dir, os.getpid()), data)
+    write_atomic(Path(sweep_dir) / PARENT_FILE, data)
 
 
 class ParentRun:
@@ -53,17 +67,32 @@ class ParentRun:
             OWNER_TAG: this_owner(),
             **(tags or {}),
         }
-        # sweeps of this experiment killed before (kill -9, a lost machine) must not stay RUNNING for ever
-        close_orphans(self.client, self.client.search_runs(
-            [experiment_id], filter_string="tags.role = 'multirun parent' and attributes.status = 'RUNNING'",
-            max_results=1000), "sweep killed; closed by a later launch")
+        tracking = config.tracking
+        self.ledger = Ledger.open(self.client, self.uri, float(tracking.stale_after_seconds))
+        self._alive = contextlib.ExitStack()  # the heartbeat, while this parent is RUNNING
+        self._alive.enter_context(Heartbeat.held(self.ledger, float(tracking.heartbeat_seconds)))
+        self.experiment_id = experiment_id
+        self._close_orphaned_parents()
         run = self.client.create_run(experiment_id, run_name=description, tags=all_tags)
         self.run_id = run.info.run_id
-        self.experiment_id = experiment_id
-        write_parent_file(self.sweep_dir, {"run_id": self.run_id, "tracking_uri": self.uri,
-                                           "experiment_id": experiment_id,
-                                           "base_overrides": list(config.hydra.overrides.task)})
+        self._payload = {"run_id": self.run_id, "tracking_uri": self.uri, "experiment_id": experiment_id,
+                         "base_overrides": list(config.hydra.overrides.task), "owner": all_tags[OWNER_TAG],
+                         "on_held": "wait"}
+        write_parent_file(self.sweep_dir, self._payload)
         log.info("MLflow parent run %s (%s) in %s", self.run_id, description, self.uri)
+
+    def _close_orphaned_parents(self) -> None:
+        """Sweeps of this experiment killed before (kill -9, a lost machine) must not stay RUNNING for ever;
+        looked at again when this sweep ends, by when another host's silence may have become long enough."""
+        close_orphans(self.client, self.client.search_runs(
+            [self.experiment_id], filter_string="tags.role = 'multirun parent' and attributes.status = 'RUNNING'",
+            max_results=1000), "sweep killed; closed by a later launch", gone=self.ledger.gone)
+
+    def on_held(self, mode: str) -> None:
+        """What this sweep's jobs do with a member another live launch trains: "defer" (return at once, the
+        sweeper comes back to them) or "wait" (until that launch lets go of it)."""
+        self._payload["on_held"] = mode
+        write_parent_file(self.sweep_dir, self._payload)
 
     def children(self) -> list:
         return self.client.search_runs(
@@ -74,10 +103,13 @@ class ParentRun:
 
     def finish(self, failed: bool) -> None:
         self.client.set_terminated(self.run_id, "FAILED" if failed else "FINISHED")
+        self._close_orphaned_parents()
+        self._alive.close()
 
     def interrupted(self) -> None:
         """Ctrl-C: KILLED, with the reason (the same command resumes the sweep)."""
         kill_run(self.client, self.run_id, "interrupted (Ctrl-C)", "interrupted")
+        self._alive.close()
 
 
 def sweep_description(overrides: Sequence[str]) -> str:

@@ -45,6 +45,7 @@ class RunContext:
     """What every run of a job shares: where it goes and the tags that say where it came from."""
 
     client: MlflowClient
+    uri: str
     experiment_id: str
     parent_run_id: str | None
     overrides: tuple[str, ...]
@@ -78,7 +79,7 @@ def open_context(uri: str, experiment: str, *, launch_dir: Path, device: torch.d
         tags["multirun_dir"] = multirun_dir
     tags[OWNER_TAG] = this_owner()
     tags.update(extra_tags or {})
-    return RunContext(client, experiment_id, parent_run_id, tuple(overrides), tags)
+    return RunContext(client, uri, experiment_id, parent_run_id, tuple(overrides), tags)
 
 
 _DISK_ERRORS = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT)

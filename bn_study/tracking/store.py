@@ -7,7 +7,10 @@ the user launched from shows every run.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from mlflow import MlflowClient
@@ -43,11 +46,28 @@ def connect(uri: str) -> MlflowClient:
             raise UserError(f"tracking.uri={uri!r} cannot be written ({probe} is not a writable "
                             f"{'file' if probe == db else 'directory'}); launch from a writable directory or set "
                             "tracking.uri.")
-    fresh = db is not None and not db.exists() and not fresh_store.seed(db)
-    client = MlflowClient(uri)
+    if db is None or not db.parent.is_dir():
+        return MlflowClient(uri)
+    # Two launches into a fresh directory at once would both run MLflow's migrations on the one new file
+    # ("duplicate column name"): whoever comes second waits here and finds the tables made. The lock is on
+    # the directory itself, so no lock file is left behind, and it dies with its process.
+    with _locked(db.parent):
+        fresh = not db.exists() and not fresh_store.seed(db)
+        client = MlflowClient(uri)
+        client._tracking_client.store  # noqa: B018 - builds (or checks) the schema now, under the lock
     if fresh:  # MLflow has just built an empty store: the next new one can start as its copy
         fresh_store.keep(db)
     return client
+
+
+@contextlib.contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def check_reachable(uri: str) -> None:
@@ -113,7 +133,8 @@ def _check_sqlite_database(uri: str, db: Path) -> None:
     if header != b"SQLite format 3\x00":
         raise UserError(f"tracking.uri={uri!r}: {db} is not an SQLite database; point tracking.uri at a new "
                         "file or an MLflow database.")
-    problem = _sqlite_problem(db)
+    with _locked(db.parent):  # not while another launch is building its tables: a half-made store looks foreign
+        problem = _sqlite_problem(db)
     if problem is not None:
         raise UserError(f"tracking.uri={uri!r}: {db} {problem}.")
 
@@ -157,20 +178,26 @@ def _display(uri: str) -> str:
         return uri.split("://", 1)[0] + "://…"
 
 
-def ensure_experiment(client: MlflowClient, name: str, uri: str) -> str:
-    """The experiment's id, creating it (artifacts under ``<db dir>/mlruns``) if it does not exist."""
-    found = client.get_experiment_by_name(name)
-    if found is not None:
-        return found.experiment_id
+def create_experiment_once(client: MlflowClient, name: str, uri: str,
+                           tags: dict[str, str] | None = None) -> str | None:
+    """Create the experiment (artifacts under ``<db dir>/mlruns``) and return its id; None when it exists,
+    made before or meanwhile by another process (the store's unique name decides: only one creator)."""
+    if client.get_experiment_by_name(name) is not None:
+        return None
     db = local_sqlite_file(uri)
     location = (db.parent / "mlruns" / slug(name)).as_uri() if db is not None else None
     try:
-        return client.create_experiment(name, artifact_location=location)
-    except MlflowException:  # created meanwhile by another process
-        found = client.get_experiment_by_name(name)
-        if found is None:
+        return client.create_experiment(name, artifact_location=location, tags=tags)
+    except MlflowException:
+        if client.get_experiment_by_name(name) is None:
             raise
-        return found.experiment_id
+        return None
+
+
+def ensure_experiment(client: MlflowClient, name: str, uri: str) -> str:
+    """The experiment's id, creating it if it does not exist."""
+    created = create_experiment_once(client, name, uri)
+    return created if created is not None else client.get_experiment_by_name(name).experiment_id
 
 
 def _slug(name: str) -> str:

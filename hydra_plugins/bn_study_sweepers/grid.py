@@ -5,7 +5,9 @@ grid (``norm=bn4`` with ``model=book``, say) stops the multirun with exit code 2
 before a sweep dir, a run or an MLflow record exists. The data the jobs need is fetched here, once.
 Then the multirun's MLflow parent run is created (with the database and experiment), the jobs run as
 its children — all of them, whatever fails — and a summary table closes the sweep, which exits 1 if a
-job diverged or crashed.
+job diverged or crashed. A job whose members another live launch of the same grid trains (two identical
+commands, N machines against one server) is deferred; once every other job ran, the sweep comes back to
+those and waits for their results, so each member is trained once and every launch's summary is whole.
 """
 
 from __future__ import annotations
@@ -88,8 +90,19 @@ class GridSweeper(BasicSweeper):
         results: list[JobReturn] = []
         try:
             # Unlike BasicSweeper, a failed job does not stop the sweep: every job runs, then the summary.
+            self.parent.on_held("defer")
             for batch in self.split_overrides_to_chunks(jobs, self.max_batch_size):
                 results.extend(self.launcher.launch(batch, initial_job_idx=len(results)))
+            held = [i for i, r in enumerate(results) if getattr(r._return_value, "status", None) == "held"]
+            if held:
+                log.info("%d job%s trained by another launch of this grid: waiting for %s", len(held),
+                         "s" if len(held) > 1 else "", "them" if len(held) > 1 else "it")
+                self.parent.on_held("wait")
+                again: list[JobReturn] = []
+                for batch in self.split_overrides_to_chunks([jobs[i] for i in held], self.max_batch_size):
+                    again.extend(self.launcher.launch(batch, initial_job_idx=len(results) + len(again)))
+                for i, r in zip(held, again):
+                    results[i] = r
         except KeyboardInterrupt:
             self.parent.interrupted()
             raise
