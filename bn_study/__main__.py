@@ -13,7 +13,8 @@ def main() -> None:
     from hydra.errors import CompactHydraException, InstantiationException, OverrideParseException
 
     from bn_study.app import main as hydra_main
-    from bn_study.errors import StoreError, UserError, describe_config_error, exit_for_user, interrupted_line
+    from bn_study.errors import (StoreError, UserError, as_store_error, describe_config_error, disk_problem,
+                                 exit_for_user, interrupted_line)
 
     try:
         hydra_main()
@@ -35,6 +36,11 @@ def main() -> None:
         if not str(err).startswith("Only one of --run, --multirun"):
             raise
         exit_for_user(Exception(f"{err} (to see a job's config, drop -m: python -m bn_study OVERRIDES --cfg job)"))
+    except Exception as err:  # a full or read-only disk under the sweep dir or the store: said plainly too
+        if disk_problem(err) is None:
+            raise
+        print(f"error: {as_store_error(err, 'mlflow.db')}", file=sys.stderr)
+        sys.exit(1)
 
 
 def _parse_reason(message: str) -> str:

@@ -6,16 +6,19 @@ every start, and ``--cfg job`` or a wrong override must not wait for libraries i
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 import hydra
 from omegaconf import DictConfig
 
 from bn_study.config.sources import conf_dir
-from bn_study.errors import UserError, exit_for_user
+from bn_study.errors import UserError, as_store_error, exit_for_user
 
 if TYPE_CHECKING:
     from bn_study.sweep.outcome import JobOutcome
+
+log = logging.getLogger("bn_study")
 
 
 def run(cfg: DictConfig) -> JobOutcome:
@@ -55,6 +58,13 @@ def main(cfg: DictConfig) -> float:
     except UserError as err:
         exit_for_user(err)
         raise  # unreachable: exit_for_user raises SystemExit
+    except Exception as err:
+        store = as_store_error(err, cfg.tracking.uri or "mlflow.db in the launch dir")
+        if store is None:
+            raise
+        if _in_multirun():  # the job's one line; the sweep goes on and counts it in its summary
+            log.error("%s", store)
+        raise store from None  # a single run: the entry point prints it as its one line
     if outcome.status == "diverged" and not _in_multirun():
         raise SystemExit(1)  # a single run that diverged: its run is FAILED in MLflow, say so to the shell
     return outcome

@@ -125,6 +125,32 @@ def read_only():
         _undo_read_only(path)
 
 
+@pytest.fixture
+def tmpfs():
+    """``tmpfs(path, size)``: a fresh tmpfs of ``size`` (mount's words: ``9m``, ``64k``) mounted on the directory
+    ``path`` until the test ends — a disk that really fills up (the test skips, saying why, where mounting is
+    refused). ``tmpfs.resize(path, size)`` grows or shrinks it in place, its files kept."""
+    mounted: list[Path] = []
+
+    def mount(path: Path, size: str) -> Path:
+        path.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a small tmpfs to fill up here: {done.stderr.strip()}")
+        mounted.append(path)
+        return path
+
+    def resize(path: Path, size: str) -> None:
+        subprocess.run(["mount", "-o", f"remount,size={size}", str(path)], check=True, capture_output=True)
+
+    mount.resize = resize  # type: ignore[attr-defined]
+    yield mount
+    for path in reversed(mounted):
+        if subprocess.run(["umount", str(path)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(path)], capture_output=True)  # still busy: detach it all the same
+
+
 def _postgres_missing() -> str | None:
     """None when PostgreSQL's server programs and psycopg2 are here (installing them if allowed), else why not."""
     def found() -> bool:

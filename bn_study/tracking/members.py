@@ -27,7 +27,7 @@ from bn_study.tracking.naming import flatten
 from bn_study.tracking.owner import close_orphans, describe_owner, kill_run
 from bn_study.tracking.parent import read_parent_file
 from bn_study.tracking.resume import final_runs, job_hash, resumable_run_ids, reused_tag
-from bn_study.errors import Interrupted, StoreError
+from bn_study.errors import Interrupted, StoreError, as_store_error
 from bn_study.tracking.runs import MemberRun, RunContext, open_context
 from bn_study.tracking.store import resolve_tracking_uri
 from bn_study.train.checkpoint import Checkpoint, Resumed, misfit
@@ -247,6 +247,9 @@ class MemberTracking:
                     r.finish(str(exc), status="KILLED", outcome="pruned", tags={"optuna_state": "PRUNED"})
                 self.checkpoint.delete()
                 raise
+            store = as_store_error(exc, self.ctx.client.tracking_uri)
+            if store is not None:  # a full or read-only disk: one line says what, where, and what became of each run
+                raise StoreError("; ".join([str(store), *(r.fail(str(store)) for r in runs)])) from None
             trace = traceback.format_exc()
             log.error("job crashed:\n%s", trace)
             for r in runs:

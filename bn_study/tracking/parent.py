@@ -21,6 +21,7 @@ from typing import Any
 from mlflow.entities import RunTag
 from omegaconf import DictConfig
 
+from bn_study.errors import StoreError, disk_problem
 from bn_study.tracking.naming import fit_run_name
 from bn_study.tracking.claims import Heartbeat, Ledger
 from bn_study.tracking.owner import OWNER_TAG, close_orphans, kill_run, this_owner
@@ -72,8 +73,15 @@ class ParentRun:
         self._alive = contextlib.ExitStack()  # the heartbeat, while this parent is RUNNING
         self._alive.enter_context(Heartbeat.held(self.ledger, float(tracking.heartbeat_seconds)))
         self.experiment_id = experiment_id
-        self._close_orphaned_parents()
-        run = self.client.create_run(experiment_id, run_name=description, tags=all_tags)
+        try:
+            self._close_orphaned_parents()
+            run = self.client.create_run(experiment_id, run_name=description, tags=all_tags)
+        except Exception as err:
+            self._alive.close()
+            if disk_problem(err) is None:
+                raise
+            raise StoreError(f"the tracking store {self.uri} cannot be written: {disk_problem(err)}; "
+                             "no job was started") from None
         self.run_id = run.info.run_id
         self._payload = {"run_id": self.run_id, "tracking_uri": self.uri, "experiment_id": experiment_id,
                          "base_overrides": list(config.hydra.overrides.task), "owner": all_tags[OWNER_TAG],
@@ -99,12 +107,25 @@ class ParentRun:
             [self.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{self.run_id}'", max_results=50000)
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
-        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        try:
+            self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        except Exception as err:  # a full store: the summary was printed, closing the run matters more
+            if disk_problem(err) is None:
+                raise
+            log.warning("the tracking store %s did not take the multirun's tags (%s)", self.uri, disk_problem(err))
 
     def finish(self, failed: bool) -> None:
-        self.client.set_terminated(self.run_id, "FAILED" if failed else "FINISHED")
-        self._close_orphaned_parents()
-        self._alive.close()
+        try:
+            self.client.set_terminated(self.run_id, "FAILED" if failed else "FINISHED")
+            self._close_orphaned_parents()
+        except Exception as err:
+            if disk_problem(err) is None:
+                raise
+            raise StoreError(f"the multirun's parent run {self.run_id} could not be closed in {self.uri} "
+                             f"({disk_problem(err)}): the store still shows it RUNNING; the next launch "
+                             "closes it") from None
+        finally:
+            self._alive.close()
 
     def interrupted(self) -> None:
         """Ctrl-C: KILLED, with the reason (the same command resumes the sweep)."""

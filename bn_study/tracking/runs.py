@@ -10,6 +10,7 @@ import errno
 import json
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from mlflow.utils.mlflow_tags import (
     MLFLOW_USER,
 )
 
-from bn_study.errors import StoreError, TrackingUnavailable
+from bn_study.errors import StoreError, TrackingUnavailable, disk_problem
 from bn_study.tracking.naming import condition_of, run_name
 from bn_study.tracking.owner import OWNER_TAG, this_owner
 from bn_study.tracking.provenance import device_name, git_state, user_name
@@ -87,7 +88,7 @@ _DISK_ERRORS = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT)
 
 def _retryable(err: Exception) -> bool:
     """A store that is down or busy is worth retrying; a request it refuses, or a full disk, is not."""
-    if isinstance(err, OSError) and err.errno in _DISK_ERRORS:
+    if isinstance(err, OSError) and err.errno in _DISK_ERRORS or disk_problem(err):
         return False
     code = getattr(err, "error_code", None)
     return code not in ("INVALID_PARAMETER_VALUE", "BAD_REQUEST", "RESOURCE_DOES_NOT_EXIST")
@@ -114,25 +115,41 @@ class MemberRun:
         if ctx.parent_run_id:
             all_tags[MLFLOW_PARENT_RUN_ID] = ctx.parent_run_id
         name = run_name(ctx.overrides, seed)
-        run = ctx.client.create_run(ctx.experiment_id, run_name=name, tags=all_tags)
-        self = cls(ctx.client, run.info.run_id, name, retry_seconds)
-        items = [Param(k, v[:6000]) for k, v in sorted(params.items())]
-        for i in range(0, len(items), 100):
-            self.client.log_batch(self.run_id, params=items[i:i + 100])
         try:
+            run = ctx.client.create_run(ctx.experiment_id, run_name=name, tags=all_tags)
+        except Exception as err:
+            if not disk_problem(err):
+                raise
+            raise StoreError(f"cannot create run {name} in the tracking store {ctx.client.tracking_uri}: "
+                             f"{disk_problem(err)}; no run of it exists") from None
+        self = cls(ctx.client, run.info.run_id, name, retry_seconds)
+        try:
+            items = [Param(k, v[:6000]) for k, v in sorted(params.items())]
+            for i in range(0, len(items), 100):
+                self._write("its params", self.client.log_batch, self.run_id, params=items[i:i + 100])
             self.log_text(config_yaml, "config.yaml")
         except StoreError as err:  # e.g. the artifact disk is full: the run must not stay RUNNING
-            self.finish(str(err), outcome="crashed")
-            raise
+            raise StoreError(f"{err}; {self.fail(str(err))}") from None
         return self
 
     @classmethod
     def attach(cls, client: MlflowClient, run_id: str, *, retry_seconds: float = 60.0) -> MemberRun:
         """Continue an interrupted run: same id, same history, RUNNING again."""
         run = client.get_run(run_id)
-        client.update_run(run_id, status="RUNNING")
-        client.set_tag(run_id, "resumed", "true")
-        return cls(client, run_id, run.info.run_name, retry_seconds)
+        self = cls(client, run_id, run.info.run_name, retry_seconds)
+        self._write("its status", client.update_run, run_id, status="RUNNING")
+        self._write("its tags", client.set_tag, run_id, "resumed", "true")
+        return self
+
+    def _write(self, what: str, call: Any, *args: Any, **kwargs: Any) -> Any:
+        """``call`` on the store; a full or read-only disk under it becomes a StoreError naming it and why."""
+        try:
+            return call(*args, **kwargs)
+        except Exception as err:
+            if not disk_problem(err):
+                raise
+            raise StoreError(f"the tracking store {self.client.tracking_uri} cannot take {what} of run "
+                             f"{self.run_id}: {disk_problem(err)}") from None
 
     def logged_steps(self, key: str) -> set[int]:
         """Steps of ``key`` the store already has (a resumed run must not log them twice)."""
@@ -157,6 +174,9 @@ class MemberRun:
                 retry(lambda: self.client.log_batch(self.run_id, metrics=self._pending[:_BATCH]),
                       retryable=_retryable, deadline=deadline)
             except Exception as err:
+                if disk_problem(err):  # a full disk makes no room by waiting: the job ends, the values are kept
+                    raise StoreError(f"the tracking store {self.client.tracking_uri} cannot take the metrics of "
+                                     f"run {self.run_id}: {disk_problem(err)}") from None
                 if not _retryable(err):
                     raise
                 if not self._warned:
@@ -171,7 +191,8 @@ class MemberRun:
         retry(lambda: call(*args), retryable=_retryable, deadline=time.monotonic() + self.retry_seconds)
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
-        self._retrying(lambda: self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()]))
+        self._write("its tags", self._retrying,
+                    lambda: self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()]))
 
     def log_figure(self, figure: Any, name: str) -> None:
         self._artifact(self.client.log_figure, figure, name)
@@ -193,7 +214,11 @@ class MemberRun:
         """FINISHED without a failure, else FAILED (or ``status``, e.g. KILLED) with the reason as a tag.
 
         ``outcome`` (finished, diverged, crashed, interrupted, pruned) is what resume reads later."""
-        if not self.flush(deadline=time.monotonic() + self.retry_seconds):
+        try:
+            sent = self.flush(deadline=time.monotonic() + self.retry_seconds)
+        except StoreError as err:  # the store's disk is full or read-only
+            raise StoreError(f"{err}; {self.fail(str(err))}") from None
+        if not sent:
             unsent = self._save_unsent()
             raise TrackingUnavailable(f"the tracking store did not take {len(self._pending)} metric values of run "
                                       f"{self.run_id} within {self.retry_seconds:.0f} s; they are saved in {unsent}")
@@ -201,12 +226,47 @@ class MemberRun:
         if failure is not None:
             extra["failure_reason"] = failure
         self.set_tags(extra)
-        self._retrying(self.client.set_terminated, self.run_id, status or ("FAILED" if failure else "FINISHED"))
+        self._write("its status", self._retrying, self.client.set_terminated, self.run_id,
+                    status or ("FAILED" if failure else "FINISHED"))
 
-    def _save_unsent(self) -> Path:
-        path = Path.cwd() / f"unsent_metrics_{self.run_id}.json"
+    def fail(self, reason: str) -> str:
+        """After a full or read-only disk (``reason`` says which and where): the metrics still pending go to
+        the store, else to a file where there is room; the run is closed FAILED with the reason where the
+        store still takes that. Returns what became of the run, for the job's one line."""
+        try:
+            self.flush()
+        except StoreError:  # the store is what is full: the values go to a file below
+            pass
+        kept = ""
+        if self._pending:
+            try:
+                kept = f"; its {len(self._pending)} unsent metric values are saved in {self._save_unsent()}"
+            except StoreError as err:
+                kept = f"; {err}"
+        try:
+            self.set_tags({"outcome": "crashed", "failure_reason": reason})
+            self._write("its status", self._retrying, self.client.set_terminated, self.run_id, "FAILED")
+        except StoreError as err:
+            return (f"run {self.run_id} could not be marked FAILED ({err}): the store still shows it RUNNING, "
+                    f"not saved as failed, until a rerun closes it{kept}")
+        return f"run {self.run_id} FAILED{kept}"
+
+    def _save_unsent(self) -> str:
+        """The pending values as ``unsent_metrics_<run>.json``: in the launch dir, else (a full or read-only
+        disk there) in the first of $TMPDIR and ~/.cache/bn_study that takes the whole file. Returns where,
+        and why not in the places before it."""
         rows = [{"key": m.key, "value": m.value, "timestamp": m.timestamp, "step": m.step} for m in self._pending]
-        write_atomic(path, json.dumps({"run_id": self.run_id, "metrics": rows}).encode())
-        return path
+        data = json.dumps({"run_id": self.run_id, "metrics": rows}).encode()
+        tried = []
+        for folder in (Path.cwd(), Path(tempfile.gettempdir()), Path.home() / ".cache" / "bn_study"):
+            path = folder / f"unsent_metrics_{self.run_id}.json"
+            try:
+                write_atomic(path, data)
+            except OSError as err:
+                tried.append(f"{folder}: {err.strerror or err}")
+                continue
+            return f"{path} (not in {'; '.join(tried)})" if tried else str(path)
+        raise StoreError(f"{len(self._pending)} metric values of run {self.run_id} that the tracking store did not "
+                         f"take could not be saved anywhere ({'; '.join(tried)}); they are lost")
 
 

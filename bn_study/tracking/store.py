@@ -16,7 +16,7 @@ from pathlib import Path
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from bn_study.errors import UserError
+from bn_study.errors import UserError, quiet_disk_tracebacks
 from bn_study.tracking import fresh_store
 from bn_study.util.names import slug
 
@@ -36,6 +36,7 @@ def local_sqlite_file(uri: str) -> Path | None:
 
 def connect(uri: str) -> MlflowClient:
     """A client for ``uri``; a local sqlite file that cannot be written is a user error, said plainly."""
+    quiet_disk_tracebacks()
     db = local_sqlite_file(uri)
     if db is not None:
         probe = db

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from bn_study.errors import StoreError, disk_problem
 from bn_study.train.loop import EpochReport, TrainState
 from bn_study.util.atomic import remove_stale_temps, write_atomic
 
@@ -33,7 +34,15 @@ class Checkpoint:
         remove_stale_temps(self.path)
         buffer = io.BytesIO()
         torch.save(payload, buffer)
-        write_atomic(self.path, buffer.getvalue())
+        try:
+            write_atomic(self.path, buffer.getvalue())
+        except OSError as err:
+            if not disk_problem(err):
+                raise
+            kept = (f"the checkpoint of epoch {self.epoch} is kept: after freeing space the same command resumes "
+                    "from it") if self.path.exists() else "no earlier checkpoint: the same command trains it again"
+            raise StoreError(f"cannot write the checkpoint of epoch {payload['epoch']} to {self.path}: "
+                             f"{disk_problem(err)} ({kept})") from None
         self.epoch = int(payload["epoch"])
 
     def load(self) -> dict[str, Any] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 from collections.abc import Mapping
@@ -19,6 +20,10 @@ def stage_bytes(directory: Path, final_name: str, data: bytes) -> Path:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+            # a full disk can cut a write short without an error at write() (quota, some network file
+            # systems): only a temp file of the full size is ever renamed into place
+            if os.fstat(f.fileno()).st_size != len(data):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp))
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -74,6 +79,12 @@ def _fsync_file(path: Path) -> None:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """``path`` holds either its old content or all of ``data``, never a part, even after a crash."""
+    """``path`` holds either its old content or all of ``data``, never a part, even after a crash; when the
+    write fails (a full or read-only disk) it raises with ``path`` untouched and no temporary file left."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    publish(path.parent, {path.name: stage_bytes(path.parent, path.name, data)})
+    staged = stage_bytes(path.parent, path.name, data)
+    try:
+        publish(path.parent, {path.name: staged})
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise

@@ -69,7 +69,7 @@ class GridSweeper(BasicSweeper):
     def sweep(self, arguments: list[str]) -> Any:
         # Imported here, not at module level: Hydra's plugin scan imports this module on every start,
         # and torch + MLflow would add seconds to commands that never sweep.
-        from bn_study.errors import UserError
+        from bn_study.errors import StoreError, UserError
         from bn_study.tracking.parent import ParentRun, sweep_description
         from bn_study.preflight import preflight
         from bn_study.sweep.compose import job_labels
@@ -107,7 +107,10 @@ class GridSweeper(BasicSweeper):
             self.parent.interrupted()
             raise
         except BaseException:
-            self.parent.finish(failed=True)
+            try:
+                self.parent.finish(failed=True)
+            except StoreError as err:  # a full disk: what stopped the sweep is the line to show, this one follows
+                log.error("%s", err)
             raise
         shared = list(self.config.hydra.overrides.task)
         rows = [job_row(i, r, shared) for i, r in enumerate(results)]
