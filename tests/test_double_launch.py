@@ -64,3 +64,5 @@ def test_two_identical_grids_at_once_into_one_sweep_dir_and_a_fresh_store(tmp_pa
         own = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == pid]
         linked = [r for r in runs if r.data.tags.get(f"reused_in.{pid}") == "true"]
         assert len(own) + len(linked) == 4
+        if linked:  # and its description says where they are
+            assert f"tags.`reused_in.{pid}` = 'true'" in parent.data.tags["mlflow.note.content"]

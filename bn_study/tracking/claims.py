@@ -226,7 +226,7 @@ class Heartbeat:
             beat = cls._running.get(ledger.uri)
             if beat is None:
                 beat = cls._running[ledger.uri] = Heartbeat(ledger, every, watch)
-                beat.ledger.beat()  # before any claim: another host must never see a claim without a beat
+                beat._beat()  # before any claim: another host should never see a claim without a beat
                 beat._thread.start()
             beat.users += 1
         try:
@@ -248,7 +248,10 @@ class Heartbeat:
                 os.kill(os.getpid(), signal.SIGKILL)
             if time.monotonic() - last >= self.every:
                 last = time.monotonic()
-                try:
-                    self.ledger.beat()
-                except Exception as err:  # a missed beat is survivable; stale_after spans several
-                    log.debug("heartbeat not written: %s", err)
+                self._beat()
+
+    def _beat(self) -> None:
+        try:
+            self.ledger.beat()
+        except Exception as err:  # a missed beat is survivable: stale_after spans several
+            log.debug("heartbeat not written: %s", err)

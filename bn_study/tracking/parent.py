@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mlflow.entities import RunTag
+from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
 from omegaconf import DictConfig
 
 from bn_study.errors import StoreError, disk_problem
@@ -26,6 +27,7 @@ from bn_study.tracking.naming import fit_run_name
 from bn_study.tracking.claims import Heartbeat, Ledger
 from bn_study.tracking.owner import OWNER_TAG, close_orphans, kill_run, this_owner
 from bn_study.tracking.provenance import git_state
+from bn_study.tracking.resume import reused_tag
 from bn_study.util.atomic import write_atomic
 from bn_study.tracking.store import connect, ensure_experiment, resolve_tracking_uri
 
@@ -113,6 +115,16 @@ class ParentRun:
             if disk_problem(err) is None:
                 raise
             log.warning("the tracking store %s did not take the multirun's tags (%s)", self.uri, disk_problem(err))
+
+    def describe_links(self, linked: int, jobs: int) -> None:
+        """Say, in the parent's description, where the runs of this sweep that another launch trained are: they
+        stay under the parent that made them and are linked here by a tag."""
+        if linked:
+            self.set_tags({MLFLOW_RUN_NOTE: (
+                f"{linked} of {jobs} jobs of this sweep were trained by an earlier or another launch (skipped here, "
+                f"or continued from its checkpoint): their runs stay under the parent that started them and carry "
+                f"the tag `{reused_tag(self.run_id)}` — in the runs table, search "
+                f"tags.`{reused_tag(self.run_id)}` = 'true'.")})
 
     def finish(self, failed: bool) -> None:
         try:

@@ -117,6 +117,7 @@ class GridSweeper(BasicSweeper):
         print_summary(rows)
         failed = any_failed(rows)
         self.parent.set_tags({f"jobs_{status}": n for status, n in counts(rows).items()})
+        self.parent.describe_links(sum(r.status in ("skipped", "resumed") for r in rows), len(rows))
         self.parent.finish(failed=failed)
         if failed:
             log.error("%d of %d jobs failed; see the summary above and their MLflow runs",
