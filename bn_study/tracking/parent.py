@@ -20,6 +20,7 @@ from bn_study.tracking.naming import fit_run_name
 from bn_study.tracking.owner import OWNER_TAG, close_orphans, kill_run, this_owner
 from bn_study.tracking.provenance import git_state
 from bn_study.util.atomic import write_atomic
+from bn_study.util.redact import mask_userinfo
 from bn_study.tracking.store import connect, ensure_experiment, resolve_tracking_uri
 
 log = logging.getLogger(__name__)
@@ -57,20 +58,23 @@ class ParentRun:
         close_orphans(self.client, self.client.search_runs(
             [experiment_id], filter_string="tags.role = 'multirun parent' and attributes.status = 'RUNNING'",
             max_results=1000), "sweep killed; closed by a later launch")
-        run = self.client.create_run(experiment_id, run_name=description, tags=all_tags)
+        run = self.client.create_run(experiment_id, run_name=mask_userinfo(description),
+                                     tags={k: mask_userinfo(str(v)) for k, v in all_tags.items()})
         self.run_id = run.info.run_id
         self.experiment_id = experiment_id
-        write_parent_file(self.sweep_dir, {"run_id": self.run_id, "tracking_uri": self.uri,
+        # Masked: the file lies in the sweep dir for anyone to read; a job whose own URI masks to this one
+        # uses its own (bn_study.tracking.members), so the password never needs to be on disk.
+        write_parent_file(self.sweep_dir, {"run_id": self.run_id, "tracking_uri": mask_userinfo(self.uri),
                                            "experiment_id": experiment_id,
-                                           "base_overrides": list(config.hydra.overrides.task)})
-        log.info("MLflow parent run %s (%s) in %s", self.run_id, description, self.uri)
+                                           "base_overrides": [mask_userinfo(o) for o in config.hydra.overrides.task]})
+        log.info("MLflow parent run %s (%s) in %s", self.run_id, description, mask_userinfo(self.uri))
 
     def children(self) -> list:
         return self.client.search_runs(
             [self.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{self.run_id}'", max_results=50000)
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
-        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        self.client.log_batch(self.run_id, tags=[RunTag(k, mask_userinfo(str(v))) for k, v in tags.items()])
 
     def finish(self, failed: bool) -> None:
         self.client.set_terminated(self.run_id, "FAILED" if failed else "FINISHED")
