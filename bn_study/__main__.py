@@ -15,16 +15,17 @@ def main() -> None:
     from bn_study.app import main as hydra_main
     from bn_study.errors import (StoreError, UserError, as_store_error, describe_config_error, disk_problem,
                                  exit_for_user, interrupted_line)
+    from bn_study.util.redact import mask_userinfo
 
     try:
         hydra_main()
     except KeyboardInterrupt as err:  # the runs are closed as KILLED already; a traceback would say nothing more
-        print(interrupted_line(err), file=sys.stderr)
+        print(mask_userinfo(interrupted_line(err)), file=sys.stderr)
         sys.exit(130)
     except UserError as err:  # raised by a sweeper before any job starts
         exit_for_user(err)
     except StoreError as err:  # a full artifact disk, a tracking server that stayed down: said plainly
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {mask_userinfo(str(err))}", file=sys.stderr)
         sys.exit(1)
     except OverrideParseException as err:
         exit_for_user(Exception(f"cannot parse the override {err.override!r}: {_parse_reason(err.message)}"))

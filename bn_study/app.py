@@ -53,6 +53,7 @@ def run(cfg: DictConfig) -> JobOutcome:
 
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
 def main(cfg: DictConfig) -> float:
+    _mask_hydra_record()
     try:
         outcome = run(cfg)
     except UserError as err:
@@ -75,3 +76,19 @@ def _in_multirun() -> bool:
     from hydra.types import RunMode
 
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def _mask_hydra_record() -> None:
+    """Hydra has just written the job's config, overrides and its own settings under ``.hydra/``, a password
+    in tracking.uri or hydra.sweeper.storage included; nothing reads them back, so they keep it masked."""
+    from pathlib import Path
+
+    from hydra.core.hydra_config import HydraConfig
+
+    from bn_study.util.redact import mask_file
+
+    if not HydraConfig.initialized() or not HydraConfig.get().output_subdir:
+        return
+    hydra_cfg = HydraConfig.get()
+    for path in (Path(hydra_cfg.runtime.output_dir) / hydra_cfg.output_subdir).glob("*.yaml"):
+        mask_file(path)

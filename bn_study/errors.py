@@ -32,7 +32,10 @@ def exit_for_user(err: Exception) -> None:
     """
     import sys
 
-    print(f"error: {one_line(str(err))}", file=sys.stderr)
+    from bn_study.util.redact import mask_userinfo
+
+    # the net under every check's own masking: a message that quotes a URI never shows its password
+    print(f"error: {mask_userinfo(one_line(str(err)))}", file=sys.stderr)
     raise SystemExit(UserError.exit_code)
 
 

@@ -63,10 +63,14 @@ def test_submitit_launcher_runs_each_job_in_its_own_process(tmp_path, runs_in):
     assert list(tmp_path.glob("multirun/*/*/.submitit/*"))  # submitit's own job folders: it really ran them
 
 
-def test_three_optuna_workers_share_one_postgres_study_and_one_server(tracking_server, tmp_path, runs_in):
+def test_three_optuna_workers_share_one_postgres_study_and_one_server(tracking_server, tmp_path, runs_in,
+                                                                      monkeypatch):
     """Three independent searches at once on one PostgreSQL study, tracked on the PostgreSQL-backed server:
-    the study holds exactly their trials, each number once, and each trial is exactly one MLflow child."""
+    the study holds exactly their trials, each number once, and each trial is exactly one MLflow child. The
+    storage URL has no password: each worker, like the README's, reads it from the server's PGPASSFILE."""
     import optuna
+
+    monkeypatch.setenv("PGPASSFILE", tracking_server.pgpass)  # the workers inherit it, and so does load_study
 
     workers, trials_each = 3, 2
     command = [sys.executable, "-m", "bn_study", "-m", "hparams_search=optuna", f"hydra.sweeper.n_trials={trials_each}",

@@ -59,10 +59,12 @@ def test_status_before_start_while_running_and_after_stop(free_port, postgres_mi
 
         started = server_cli("start", "--dir", str(where), "--port", str(port), "--pg-port", str(pg_port), cwd=root)
         assert started.returncode == 0, started.stderr[-3000:]
-        uri, storage = f"http://127.0.0.1:{port}", f"postgresql+psycopg2://postgres@127.0.0.1:{pg_port}/optuna"
+        uri, storage = f"http://127.0.0.1:{port}", f"postgresql+psycopg2://bn_study@127.0.0.1:{pg_port}/optuna"
+        pgpass = where.resolve() / "pgpass"
         assert started.stdout.splitlines() == [
             f"tracking URI:   {uri}    (tracking.uri=... or MLFLOW_TRACKING_URI)",
             f"Optuna storage: {storage}    (hydra.sweeper.storage=...)",
+            f"its password:   export PGPASSFILE={pgpass}    (libpq and psycopg2 read it; mode 0600)",
             f"artifacts:      {where.resolve() / 'artifacts'}"]
         info = json.loads((where / "server.json").read_text())
         pid = info["mlflow_pid"]
@@ -72,8 +74,8 @@ def test_status_before_start_while_running_and_after_stop(free_port, postgres_mi
         assert running.returncode == 0, running.stderr
         assert ast.literal_eval(running.stdout.strip()) == {
             "tracking_uri": uri, "optuna_storage": storage,
-            "backend_store_uri": f"postgresql+psycopg2://postgres@127.0.0.1:{pg_port}/mlflow",
-            "artifacts": str(where.resolve() / "artifacts"), "mlflow_pid": pid}
+            "backend_store_uri": f"postgresql+psycopg2://bn_study@127.0.0.1:{pg_port}/mlflow",
+            "artifacts": str(where.resolve() / "artifacts"), "mlflow_pid": pid, "pgpass": str(pgpass)}
 
         stopped = server_cli("stop", "--dir", str(where), cwd=root)
         assert (stopped.returncode, stopped.stdout) == (0, f"stopped the servers under {where}\n"), stopped.stderr

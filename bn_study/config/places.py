@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bn_study.errors import UserError
+from bn_study.util.redact import mask_userinfo
 
 # MLflow's own tracking stores (mlflow.tracking._tracking_service.utils), by URI scheme
 DATABASE_SCHEMES = ("postgresql", "mysql", "mssql")
@@ -69,33 +70,33 @@ def sqlite_path(uri: str, launch_dir: str | Path) -> Path | None:
 def check_tracking_uri(uri: Any, launch_dir: str | Path, *, key: str = "tracking.uri", check_paths: bool = True) -> None:
     """A URI MLflow can keep runs in; for a local sqlite file, one this user can create or write."""
     if not isinstance(uri, str) or not uri.strip():
-        raise UserError(f"{key}={uri!r} is not allowed; give {URI_FORMS}.")
+        raise UserError(f"{key}={mask_userinfo(uri)!r} is not allowed; give {URI_FORMS}.")
     scheme = urlsplit(uri).scheme.lower()
     base = scheme.split("+", 1)[0]
     if scheme == "sqlite":
         path = sqlite_path(uri, launch_dir)
         name = uri.removeprefix("sqlite:///").split("?", 1)[0]
         if path is None or not name or name == ":memory:":
-            raise UserError(f"{key}={uri!r} is not allowed; a SQLite store is a file: sqlite:///<path>.db "
+            raise UserError(f"{key}={mask_userinfo(uri)!r} is not allowed; a SQLite store is a file: sqlite:///<path>.db "
                             "(relative to the launch directory) or sqlite:////<absolute path>.db.")
         if check_paths:
             _check_sqlite_file(key, uri, path)
     elif scheme in ("http", "https"):
         if not urlsplit(uri).hostname:
-            raise UserError(f"{key}={uri!r} is not allowed; an MLflow server's URI names its host: "
+            raise UserError(f"{key}={mask_userinfo(uri)!r} is not allowed; an MLflow server's URI names its host: "
                             f"{scheme}://<host>[:<port>].")
     elif base in DATABASE_SCHEMES:
         if not urlsplit(uri).hostname:
-            raise UserError(f"{key}={uri!r} is not allowed; a database URI names its host: "
+            raise UserError(f"{key}={mask_userinfo(uri)!r} is not allowed; a database URI names its host: "
                             f"{scheme}://<user>@<host>[:<port>]/<database>.")
     elif scheme == "file":
         if os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() not in ("1", "true"):
-            raise UserError(f"{key}={uri!r} is not allowed: MLflow {_mlflow_major()}refuses its old file store; "
+            raise UserError(f"{key}={mask_userinfo(uri)!r} is not allowed: MLflow {_mlflow_major()}refuses its old file store; "
                             "use sqlite:///<path>.db (or set MLFLOW_ALLOW_FILE_STORE=true).")
     elif scheme in HOSTED_SCHEMES:
         pass
     else:
-        raise UserError(f"{key}={uri!r} is not a tracking URI MLflow can use; give {URI_FORMS}.")
+        raise UserError(f"{key}={mask_userinfo(uri)!r} is not a tracking URI MLflow can use; give {URI_FORMS}.")
 
 
 def _mlflow_major() -> str:
@@ -111,19 +112,19 @@ def _check_sqlite_file(key: str, uri: str, path: Path) -> None:
     """The file exists and can be written, or its directory exists and can be written (nothing is created)."""
     if path.exists():
         if not path.is_file():
-            raise UserError(f"{key}={uri!r} cannot be written: {path} is a directory, not a database file.")
+            raise UserError(f"{key}={mask_userinfo(uri)!r} cannot be written: {path} is a directory, not a database file.")
         if not os.access(path, os.R_OK | os.W_OK) or not _can_create_in(path.parent):
-            raise UserError(f"{key}={uri!r} cannot be written ({path} or its directory is not writable); "
+            raise UserError(f"{key}={mask_userinfo(uri)!r} cannot be written ({path} or its directory is not writable); "
                             "launch from a writable directory or set tracking.uri.")
         return
     folder = path.parent
     if not folder.is_dir():
         existing = _nearest_existing(folder)
         what = "is a file, not a directory" if existing == folder else "does not exist"
-        raise UserError(f"{key}={uri!r} cannot be written: the directory {folder} {what}; create it first or "
+        raise UserError(f"{key}={mask_userinfo(uri)!r} cannot be written: the directory {folder} {what}; create it first or "
                         f"point {key} at a file in an existing directory.")
     if not _can_create_in(folder):
-        raise UserError(f"{key}={uri!r} cannot be written ({folder} is not a writable directory); "
+        raise UserError(f"{key}={mask_userinfo(uri)!r} cannot be written ({folder} is not a writable directory); "
                         "launch from a writable directory or set tracking.uri.")
 
 

@@ -73,6 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bn_study.report.build import report_experiment, write_index
     from bn_study.report.collect import open_store
     from bn_study.tracking.store import resolve_tracking_uri
+    from bn_study.util.redact import mask_userinfo
 
     failed, written = False, 0
     try:
@@ -81,14 +82,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         uri = resolve_tracking_uri(args.tracking_uri, Path.cwd())
         client = open_store(uri)
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {mask_userinfo(str(err))}", file=sys.stderr)
         return UserError.exit_code
     for name in dict.fromkeys(args.experiments):
         try:
             readme = report_experiment(client, name, args.out, parent_id=args.parent, artifacts=not args.no_artifacts,
                                        experiment_dir=dirs)
         except UserError as err:
-            print(f"error: {err}", file=sys.stderr)
+            print(f"error: {mask_userinfo(str(err))}", file=sys.stderr)
             failed = True
             continue
         print(f"{name}: {readme}")

@@ -22,6 +22,7 @@ from optuna.trial import TrialState
 from bn_study.tracking.parent import ParentRun, sweep_description
 from bn_study.tracking.store import local_sqlite_file, resolve_tracking_uri
 from bn_study.util.names import slug
+from bn_study.util.redact import mask_userinfo
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ class SweepTracking:
                 log.warning("could not draw %s for study %r: %s", name, study.study_name, err)
 
     def log_results(self, results: Mapping[str, Any]) -> None:
-        self.client.log_text(self.run_id, OmegaConf.to_yaml(OmegaConf.create(dict(results))),
+        self.client.log_text(self.run_id, mask_userinfo(OmegaConf.to_yaml(OmegaConf.create(dict(results)))),
                              "optimization_results.yaml")
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:

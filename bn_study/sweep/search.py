@@ -19,6 +19,7 @@ from bn_study.sweep.plan import SearchPlan
 from bn_study.sweep.stale_trials import claim, retry_orphaned_trials
 from bn_study.sweep.storage import check_direction
 from bn_study.sweep.summary import JobRow, print_summary, trial_row
+from bn_study.util.redact import mask_userinfo
 
 if TYPE_CHECKING:  # MLflow is loaded only when a search tracks its runs
     from bn_study.sweep.mlflow_mirror import SweepTracking
@@ -67,6 +68,7 @@ class SweepRun:
         study = optuna.create_study(study_name=name, storage=self.storage, sampler=self._sampler(),
                                     pruner=sweeper.pruner, directions=sweeper.directions, load_if_exists=True)
         check_direction(self.storage, study.study_name, sweeper.directions, self.where)
+        fixed = [mask_userinfo(o) for o in self.plan.fixed]  # kept in the study, for anyone who can read it
         if existed:
             retry_orphaned_trials(study, *([self.tracking.parent.ledger.gone] if self.tracking else []))
             trials = study.get_trials(deepcopy=False)
@@ -75,13 +77,13 @@ class SweepRun:
                      len(trials), ", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "none",
                      sweeper.n_trials)
             before = study.user_attrs.get("fixed_overrides")
-            if before is not None and sorted(before) != sorted(self.plan.fixed):
+            if before is not None and sorted(before) != sorted(fixed):
                 log.warning("study %r was started with the overrides [%s], this run has [%s]: their trials may "
                             "not be comparable (set hydra.sweeper.study_name for a separate study)",
-                            study.study_name, " ".join(before), " ".join(self.plan.fixed))
+                            study.study_name, " ".join(before), " ".join(fixed))
         else:
             log.info("study %r in %s: new, %d trials", study.study_name, self.where, sweeper.n_trials)
-            study.set_user_attr("fixed_overrides", list(self.plan.fixed))
+            study.set_user_attr("fixed_overrides", fixed)
         if arm and study.user_attrs.get("arm") != self.plan.arm_label(arm):
             study.set_user_attr("arm", self.plan.arm_label(arm))  # the jobs tag their runs with it
         log.info("sampler %s, pruner %s, direction %s", type(study.sampler).__name__,

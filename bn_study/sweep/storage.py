@@ -24,6 +24,7 @@ from optuna.storages import BaseStorage, InMemoryStorage, JournalStorage, RDBSto
 from optuna.storages.journal import JournalFileBackend
 
 from bn_study.errors import UserError
+from bn_study.util.redact import mask_userinfo
 from bn_study.util.retry import retry
 
 log = logging.getLogger(__name__)
@@ -70,12 +71,7 @@ def display(resolved: str | None) -> str:
         return "in memory"
     if "://" not in resolved:
         return f"journal file {resolved}"
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(resolved).render_as_string(hide_password=True)
-    except Exception:  # not a URL SQLAlchemy knows: show the scheme only
-        return resolved.split("://", 1)[0] + "://…"
+    return mask_userinfo(resolved)
 
 
 def open_storage(spec: str | None, launch_dir: str | Path) -> BaseStorage | None:
@@ -98,17 +94,26 @@ def new_in_memory_storage() -> InMemoryStorage:
 @functools.lru_cache(maxsize=8)
 def _open(resolved: str) -> BaseStorage:
     def not_ready(err: Exception) -> None:
-        log.warning("storage %s not ready (%s); retrying", display(resolved), str(err).splitlines()[0])
+        log.warning("storage %s not ready (%s); retrying", display(resolved),
+                    mask_userinfo(str(err).splitlines()[0]))
 
     try:  # two processes creating one fresh sqlite schema at once: the second waits and tries again
-        return retry(lambda: _connect(resolved), retryable=lambda err: not isinstance(err, UserError),
-                     attempts=_OPEN_ATTEMPTS, on_retry=not_ready)
+        return retry(lambda: _connect(resolved), retryable=lambda err: not isinstance(err, UserError)
+                     and not _refused_login(err), attempts=_OPEN_ATTEMPTS, on_retry=not_ready)
     except UserError:
         raise
     except Exception as err:  # noqa: BLE001
+        hint = ("; a server from python -m bn_study.server keeps its password in <its dir>/pgpass: "
+                "export PGPASSFILE=<its dir>/pgpass" if _refused_login(err) else
+                "; check the URL and that the database is reachable")
         raise UserError(f"hydra.sweeper.storage={display(resolved)!r} cannot be opened "
-                        f"({str(err).splitlines()[0]}); check the URL and that the database is "
-                        "reachable.") from err
+                        f"({mask_userinfo(str(err).splitlines()[0])}){hint}.") from err
+
+
+def _refused_login(err: Exception) -> bool:
+    """The database turned the login away (no password, a wrong one): asking again cannot help."""
+    text = str(err)
+    return "no password supplied" in text or "password authentication failed" in text
 
 
 def _connect(resolved: str) -> BaseStorage:

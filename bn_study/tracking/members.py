@@ -30,6 +30,7 @@ from bn_study.tracking.resume import final_runs, job_hash, resumable_run_ids, re
 from bn_study.errors import Interrupted, StoreError, as_store_error
 from bn_study.tracking.runs import MemberRun, RunContext, open_context
 from bn_study.tracking.store import resolve_tracking_uri
+from bn_study.util.redact import mask_userinfo
 from bn_study.train.checkpoint import Checkpoint, Resumed, misfit
 from bn_study.train.loop import EpochReport, TrainState
 
@@ -44,7 +45,9 @@ def _val_split_note(val: str) -> str:
 def _open_context(plan: JobPlan, parent: dict | None) -> RunContext:
     """The multirun's parent run and store, or the configured store for a single run."""
     cfg, job = plan.cfg, plan.context
-    uri = parent["tracking_uri"] if parent else resolve_tracking_uri(cfg.tracking.uri, job.launch_dir)
+    own = resolve_tracking_uri(cfg.tracking.uri, job.launch_dir)
+    # the parent file keeps the sweep's URI masked: this job's own is the same store when they mask alike
+    uri = parent["tracking_uri"] if parent and mask_userinfo(own) != parent["tracking_uri"] else own
     return open_context(uri, cfg.tracking.experiment, launch_dir=job.launch_dir, device=plan.device,
                         overrides=job.overrides, multirun_dir=job.sweep_dir,
                         parent_run_id=parent["run_id"] if parent else None,

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable
 from mlflow import MlflowClient
 from mlflow.entities import Run, RunTag
 
+from bn_study.util.redact import mask_userinfo
+
 log = logging.getLogger(__name__)
 
 OWNER_TAG = "owner"
@@ -56,7 +58,7 @@ def owner_gone(owner: str | None) -> bool:
 
 def kill_run(client: MlflowClient, run_id: str, reason: str, outcome: str | None = None) -> None:
     """End a run no process will finish as KILLED, saying why (``failure_reason``, and ``outcome`` if given)."""
-    tags = [RunTag("failure_reason", reason)] + ([RunTag("outcome", outcome)] if outcome else [])
+    tags = [RunTag("failure_reason", mask_userinfo(reason))] + ([RunTag("outcome", outcome)] if outcome else [])
     client.log_batch(run_id, tags=tags)
     client.set_terminated(run_id, "KILLED")
 

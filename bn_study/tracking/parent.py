@@ -29,6 +29,7 @@ from bn_study.tracking.owner import OWNER_TAG, close_orphans, kill_run, this_own
 from bn_study.tracking.provenance import git_state
 from bn_study.tracking.resume import reused_tag
 from bn_study.util.atomic import write_atomic
+from bn_study.util.redact import mask_userinfo
 from bn_study.tracking.store import connect, ensure_experiment, resolve_tracking_uri
 
 log = logging.getLogger(__name__)
@@ -77,19 +78,22 @@ class ParentRun:
         self.experiment_id = experiment_id
         try:
             self._close_orphaned_parents()
-            run = self.client.create_run(experiment_id, run_name=description, tags=all_tags)
+            run = self.client.create_run(experiment_id, run_name=mask_userinfo(description),
+                                         tags={k: mask_userinfo(str(v)) for k, v in all_tags.items()})
         except Exception as err:
             self._alive.close()
             if disk_problem(err) is None:
                 raise
-            raise StoreError(f"the tracking store {self.uri} cannot be written: {disk_problem(err)}; "
+            raise StoreError(f"the tracking store {mask_userinfo(self.uri)} cannot be written: {disk_problem(err)}; "
                              "no job was started") from None
         self.run_id = run.info.run_id
-        self._payload = {"run_id": self.run_id, "tracking_uri": self.uri, "experiment_id": experiment_id,
-                         "base_overrides": list(config.hydra.overrides.task), "owner": all_tags[OWNER_TAG],
-                         "on_held": "wait"}
+        # Masked: the file lies in the sweep dir for anyone to read; a job whose own URI masks to this one
+        # uses its own (bn_study.tracking.members), so the password never needs to be on disk.
+        self._payload = {"run_id": self.run_id, "tracking_uri": mask_userinfo(self.uri), "experiment_id": experiment_id,
+                         "base_overrides": [mask_userinfo(o) for o in config.hydra.overrides.task],
+                         "owner": all_tags[OWNER_TAG], "on_held": "wait"}
         write_parent_file(self.sweep_dir, self._payload)
-        log.info("MLflow parent run %s (%s) in %s", self.run_id, description, self.uri)
+        log.info("MLflow parent run %s (%s) in %s", self.run_id, description, mask_userinfo(self.uri))
 
     def _close_orphaned_parents(self) -> None:
         """Sweeps of this experiment killed before (kill -9, a lost machine) must not stay RUNNING for ever;
@@ -110,11 +114,11 @@ class ParentRun:
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         try:
-            self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+            self.client.log_batch(self.run_id, tags=[RunTag(k, mask_userinfo(str(v))) for k, v in tags.items()])
         except Exception as err:  # a full store: the summary was printed, closing the run matters more
             if disk_problem(err) is None:
                 raise
-            log.warning("the tracking store %s did not take the multirun's tags (%s)", self.uri, disk_problem(err))
+            log.warning("the tracking store %s did not take the multirun's tags (%s)", mask_userinfo(self.uri), disk_problem(err))
 
     def describe_links(self, linked: int, jobs: int) -> None:
         """Say, in the parent's description, where the runs of this sweep that another launch trained are: they
@@ -133,7 +137,7 @@ class ParentRun:
         except Exception as err:
             if disk_problem(err) is None:
                 raise
-            raise StoreError(f"the multirun's parent run {self.run_id} could not be closed in {self.uri} "
+            raise StoreError(f"the multirun's parent run {self.run_id} could not be closed in {mask_userinfo(self.uri)} "
                              f"({disk_problem(err)}): the store still shows it RUNNING; the next launch "
                              "closes it") from None
         finally:

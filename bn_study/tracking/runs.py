@@ -34,6 +34,7 @@ from bn_study.tracking.owner import OWNER_TAG, this_owner
 from bn_study.tracking.provenance import device_name, git_state, user_name
 from bn_study.tracking.store import connect, ensure_experiment
 from bn_study.util.atomic import write_atomic
+from bn_study.util.redact import mask_userinfo
 from bn_study.util.retry import retry
 
 log = logging.getLogger(__name__)
@@ -111,20 +112,21 @@ class MemberRun:
     @classmethod
     def create(cls, ctx: RunContext, *, seed: int, params: Mapping[str, str], tags: Mapping[str, str],
                config_yaml: str, retry_seconds: float = 60.0) -> MemberRun:
-        all_tags = {**ctx.tags, **tags, "seed": str(seed)}
+        # tracking.uri=http://user:password@… is an override, a param and a line of config.yaml: none keeps it
+        all_tags = {k: mask_userinfo(v) for k, v in {**ctx.tags, **tags, "seed": str(seed)}.items()}
         if ctx.parent_run_id:
             all_tags[MLFLOW_PARENT_RUN_ID] = ctx.parent_run_id
-        name = run_name(ctx.overrides, seed)
+        name = mask_userinfo(run_name(ctx.overrides, seed))
         try:
             run = ctx.client.create_run(ctx.experiment_id, run_name=name, tags=all_tags)
         except Exception as err:
             if not disk_problem(err):
                 raise
-            raise StoreError(f"cannot create run {name} in the tracking store {ctx.client.tracking_uri}: "
+            raise StoreError(f"cannot create run {name} in the tracking store {mask_userinfo(ctx.client.tracking_uri)}: "
                              f"{disk_problem(err)}; no run of it exists") from None
         self = cls(ctx.client, run.info.run_id, name, retry_seconds)
         try:
-            items = [Param(k, v[:6000]) for k, v in sorted(params.items())]
+            items = [Param(k, mask_userinfo(v)[:6000]) for k, v in sorted(params.items())]
             for i in range(0, len(items), 100):
                 self._write("its params", self.client.log_batch, self.run_id, params=items[i:i + 100])
             self.log_text(config_yaml, "config.yaml")
@@ -148,7 +150,7 @@ class MemberRun:
         except Exception as err:
             if not disk_problem(err):
                 raise
-            raise StoreError(f"the tracking store {self.client.tracking_uri} cannot take {what} of run "
+            raise StoreError(f"the tracking store {mask_userinfo(self.client.tracking_uri)} cannot take {what} of run "
                              f"{self.run_id}: {disk_problem(err)}") from None
 
     def logged_steps(self, key: str) -> set[int]:
@@ -175,7 +177,7 @@ class MemberRun:
                       retryable=_retryable, deadline=deadline)
             except Exception as err:
                 if disk_problem(err):  # a full disk makes no room by waiting: the job ends, the values are kept
-                    raise StoreError(f"the tracking store {self.client.tracking_uri} cannot take the metrics of "
+                    raise StoreError(f"the tracking store {mask_userinfo(self.client.tracking_uri)} cannot take the metrics of "
                                      f"run {self.run_id}: {disk_problem(err)}") from None
                 if not _retryable(err):
                     raise
@@ -192,13 +194,14 @@ class MemberRun:
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         self._write("its tags", self._retrying,
-                    lambda: self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()]))
+                    lambda: self.client.log_batch(self.run_id, tags=[RunTag(k, mask_userinfo(str(v)))
+                                                                    for k, v in tags.items()]))
 
     def log_figure(self, figure: Any, name: str) -> None:
         self._artifact(self.client.log_figure, figure, name)
 
     def log_text(self, text: str, name: str) -> None:
-        self._artifact(self.client.log_text, text, name)
+        self._artifact(self.client.log_text, mask_userinfo(text), name)
 
     def _artifact(self, call: Any, payload: Any, name: str) -> None:
         try:

@@ -12,13 +12,18 @@ import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from bn_study.errors import UserError, quiet_disk_tracebacks
 from bn_study.tracking import fresh_store
+from bn_study.util.redact import has_password, mask_userinfo
 from bn_study.util.names import slug
+
+if TYPE_CHECKING:
+    import urllib.request
 
 
 def resolve_tracking_uri(configured: str | None, launch_dir: str | Path) -> str:
@@ -44,9 +49,11 @@ def connect(uri: str) -> MlflowClient:
             probe = probe.parent
         usable = probe.is_file() if probe == db else probe.is_dir()
         if not usable or not os.access(probe, os.W_OK):
-            raise UserError(f"tracking.uri={uri!r} cannot be written ({probe} is not a writable "
+            raise UserError(f"tracking.uri={mask_userinfo(uri)!r} cannot be written ({probe} is not a writable "
                             f"{'file' if probe == db else 'directory'}); launch from a writable directory or set "
                             "tracking.uri.")
+    if has_password(uri):  # MLflow prints a link to every run it ends, password and all
+        os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
     if db is None or not db.parent.is_dir():
         return MlflowClient(uri)
     # Two launches into a fresh directory at once would both run MLflow's migrations on the one new file
@@ -79,19 +86,36 @@ def check_reachable(uri: str) -> None:
         import urllib.request
 
         try:
-            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5) as response:
+            with urllib.request.urlopen(_health_request(uri), timeout=5) as response:
                 if response.status == 200:
                     return
         except OSError as err:
-            raise UserError(f"tracking.uri={uri!r}: no MLflow server answers there ({err}); start one "
-                            "(python -m bn_study.server start) or point tracking.uri elsewhere.") from None
-        raise UserError(f"tracking.uri={uri!r}: the server answered /health with an error; is it an MLflow server?")
+            raise UserError(f"tracking.uri={mask_userinfo(uri)!r}: no MLflow server answers there "
+                            f"({mask_userinfo(str(err))}); start one (python -m bn_study.server start) or point tracking.uri "
+                            "elsewhere.") from None
+        raise UserError(f"tracking.uri={mask_userinfo(uri)!r}: the server answered /health with an error; is it an MLflow server?")
     db = local_sqlite_file(uri)
     if db is not None:
         _check_sqlite_database(uri, db)
         return
     if uri.split(":", 1)[0].split("+", 1)[0].lower() in DATABASE_PORTS:
         _check_database_server(uri)
+
+
+def _health_request(uri: str) -> urllib.request.Request:
+    """GET <uri>/health. urllib takes ``user:password@`` for part of the host name; MLflow's client (requests)
+    sends it as basic auth, so the check does the same."""
+    import base64
+    import urllib.request
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(uri.rstrip("/"))
+    host = parts.netloc.rsplit("@", 1)[-1]
+    request = urllib.request.Request(parts._replace(netloc=host).geturl() + "/health")
+    if parts.username is not None:
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+        request.add_header("Authorization", "Basic " + base64.b64encode(pair).decode())
+    return request
 
 
 # default ports of the database servers MLflow can keep runs in
@@ -105,7 +129,7 @@ def _check_database_server(uri: str) -> None:
 
     from sqlalchemy.engine import make_url
 
-    shown = _display(uri)
+    shown = mask_userinfo(uri)
     try:
         url = make_url(uri)
         url.get_dialect().import_dbapi()
@@ -113,7 +137,7 @@ def _check_database_server(uri: str) -> None:
         raise UserError(f"tracking.uri={shown!r}: the tracking database cannot be opened (its driver is not "
                         f"installed: {err}); install it, or name an installed one: {url.get_backend_name()}+<driver>://….") from None
     except Exception as err:  # noqa: BLE001 - not a URL SQLAlchemy can read
-        raise UserError(f"tracking.uri={shown!r}: the tracking database cannot be opened ({err}).") from None
+        raise UserError(f"tracking.uri={shown!r}: the tracking database cannot be opened ({mask_userinfo(str(err))}).") from None
     port = url.port or DATABASE_PORTS[url.get_backend_name()]
     try:
         socket.create_connection((url.host or "localhost", port), timeout=5).close()
@@ -130,14 +154,14 @@ def _check_sqlite_database(uri: str, db: Path) -> None:
         with open(db, "rb") as f:
             header = f.read(16)
     except OSError as err:
-        raise UserError(f"tracking.uri={uri!r} cannot be read ({err.strerror}).") from None
+        raise UserError(f"tracking.uri={mask_userinfo(uri)!r} cannot be read ({err.strerror}).") from None
     if header != b"SQLite format 3\x00":
-        raise UserError(f"tracking.uri={uri!r}: {db} is not an SQLite database; point tracking.uri at a new "
+        raise UserError(f"tracking.uri={mask_userinfo(uri)!r}: {db} is not an SQLite database; point tracking.uri at a new "
                         "file or an MLflow database.")
     with _locked(db.parent):  # not while another launch is building its tables: a half-made store looks foreign
         problem = _sqlite_problem(db)
     if problem is not None:
-        raise UserError(f"tracking.uri={uri!r}: {db} {problem}.")
+        raise UserError(f"tracking.uri={mask_userinfo(uri)!r}: {db} {problem}.")
 
 
 QUICK_CHECK_MAX_BYTES = 256 << 20  # larger stores skip SQLite's page-by-page check (seconds per GB)
@@ -167,16 +191,6 @@ def _sqlite_problem(db: Path) -> str | None:
     except sqlite3.DatabaseError as err:  # "database disk image is malformed", "file is not a database"
         return f"is damaged ({err}); {recover}"
     return None
-
-
-def _display(uri: str) -> str:
-    """The URI without its password."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(uri).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - not a URL SQLAlchemy knows: show the scheme only
-        return uri.split("://", 1)[0] + "://…"
 
 
 def create_experiment_once(client: MlflowClient, name: str, uri: str,

@@ -21,7 +21,7 @@ from pathlib import Path
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,7 @@ class GridSweeper(BasicSweeper):
         from bn_study.preflight import preflight
         from bn_study.sweep.compose import job_labels
         from bn_study.sweep.summary import any_failed, counts, job_row, print_summary
+        from bn_study.util.redact import save_masked
 
         if self.max_batch_size is not None and (not isinstance(self.max_batch_size, int) or self.max_batch_size < 1):
             raise UserError(f"hydra.sweeper.max_batch_size={self.max_batch_size!r} is not allowed; it must be a "
@@ -85,7 +86,7 @@ class GridSweeper(BasicSweeper):
                   launcher=self.config.hydra.launcher)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        save_masked(self.config, sweep_dir / "multirun.yaml")
         self.parent = ParentRun(self.config, sweep_description(list(self.config.hydra.overrides.task)))
         results: list[JobReturn] = []
         try:

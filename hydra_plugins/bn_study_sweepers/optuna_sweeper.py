@@ -182,7 +182,9 @@ class OptunaSweeper(Sweeper):
             self.job_overrides = [f"hydra.sweep.dir={optuna_sweep_dir.quoted_override_value(str(sweep_dir))}"]
         tracking = None
         if project:
-            OmegaConf.save(config, sweep_dir / "multirun.yaml")
+            from bn_study.util.redact import save_masked
+
+            save_masked(config, sweep_dir / "multirun.yaml")
             from bn_study.sweep.mlflow_mirror import SweepTracking
 
             tracking = SweepTracking(config, {"sweeper": "optuna", "optuna_storage": optuna_storage.display(resolved),
