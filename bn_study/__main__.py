@@ -13,8 +13,8 @@ def main() -> None:
     from hydra.errors import CompactHydraException, InstantiationException, OverrideParseException
 
     from bn_study.app import main as hydra_main
-    from bn_study.errors import (StoreError, UserError, as_store_error, describe_config_error, disk_problem,
-                                 exit_for_user, interrupted_line)
+    from bn_study.errors import StoreError, UserError, describe_config_error, exit_for_user, interrupted_line
+    from bn_study.util.disk import as_store_error, disk_problem
     from bn_study.util.redact import mask_userinfo
 
     try:

@@ -13,7 +13,8 @@ import hydra
 from omegaconf import DictConfig
 
 from bn_study.config.sources import conf_dir
-from bn_study.errors import UserError, as_store_error, exit_for_user
+from bn_study.errors import UserError, exit_for_user
+from bn_study.util.disk import as_store_error
 
 if TYPE_CHECKING:
     from bn_study.sweep.outcome import JobOutcome

@@ -5,11 +5,10 @@ value rules: ranges, finite numbers, choices, the fields that depend on each oth
 hidden layers, the loss and the head, BN at batch 1), the paths and the tracking store. Each check raises
 ``UserError`` with one sentence naming the key, the value and what is allowed.
 
-``validate_config`` checks one job's config; the sweepers run it (through ``bn_study.preflight``) for
-every job of a grid, and for every choice and bound of an Optuna search space, before the first one
-trains. ``validate_launcher`` checks the launcher's settings of a multirun. Where things are written (a
-directory, a tracking URI, an Optuna storage) is checked in ``bn_study.config.places``, called from here
-and exported from here: this module is the one entry point.
+``validate_config`` checks one job's config; the sweepers run it (through ``bn_study.preflight``) for every job
+of a grid, and for every choice and bound of an Optuna search space, before the first one trains.
+``validate_launcher`` checks the launcher's settings of a multirun. Where things are written (a directory, a
+tracking URI, an Optuna storage) is checked in ``bn_study.config.places``, called and exported from here.
 """
 
 from __future__ import annotations
@@ -264,10 +263,8 @@ def _check_objective_and_probe(cfg: DictConfig) -> None:
 def _check_tracking(cfg: DictConfig, check_paths: bool, launch_dir: Path) -> None:
     tracking = cfg.tracking
     _text("tracking.experiment", tracking.experiment, "a non-empty MLflow experiment name")
-    _number("tracking.retry_seconds", tracking.retry_seconds, low=0,
-            what=" (how long a job retries a tracking store that stopped answering)")
-    beat = _number("tracking.heartbeat_seconds", tracking.heartbeat_seconds, low=0, low_open=True,
-                   what=" (how often a launch tells the store it is alive)")
+    _number("tracking.retry_seconds", tracking.retry_seconds, low=0, what=" (how long a job retries a silent store)")
+    beat = _number("tracking.heartbeat_seconds", tracking.heartbeat_seconds, low=0, low_open=True)
     _number("tracking.stale_after_seconds", tracking.stale_after_seconds, low=2 * beat,
             what=f" (at least two heartbeats, 2 x tracking.heartbeat_seconds={beat:g}: one late beat is no death)")
     if tracking.uri is not None:

@@ -203,6 +203,32 @@ class Ledger:
         _store_call(self.client.set_tag, self.run_id, heartbeat_key(self.owner), f"{time.time():.0f}")
 
 
+def hold(ledger: Ledger, experiment_id: str, digests: Sequence[str], *, defer: bool, poll_seconds: float) -> str | None:
+    """Claim every member of ``digests`` (None once held), or name the live launch that trains one (its owner)
+    when ``defer``; without ``defer``, wait until that launch lets go of it or is gone."""
+    told = False
+    while True:
+        held = ledger.holders(experiment_id, digests) or ledger.claim(experiment_id, digests)
+        if not held:
+            return None
+        owner = next(iter(held.values()))
+        if defer:
+            return owner
+        if not told:
+            log.info("waiting: another launch (%s) trains this job's member%s; this one continues once it is "
+                     "done (or gone)", describe_owner(owner), "s" if len(digests) > 1 else "")
+            told = True
+        time.sleep(poll_seconds)
+
+
+def sweep_to_watch(sweep_owner: str | None, launcher: str | None) -> str | None:
+    """A joblib worker's sweep process: when it is gone, the worker must not train on (the loky workers of a
+    killed sweep would finish their jobs first)."""
+    if not sweep_owner or "joblib" not in (launcher or "") or sweep_owner.rsplit(":", 2)[1] == str(os.getpid()):
+        return None
+    return sweep_owner
+
+
 _LEDGERS: dict[str, str] = {}  # tracking URI → ledger run id, found once per process
 
 

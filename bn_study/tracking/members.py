@@ -7,9 +7,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 import sys
-import time
 import traceback
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -22,12 +20,13 @@ from omegaconf import OmegaConf
 from bn_study.job import JobPlan
 from bn_study.sweep.outcome import JobOutcome, objective_value, worst_value
 from bn_study.sweep.trial import TrialReporter
-from bn_study.tracking.claims import Heartbeat, Ledger
+from bn_study.tracking.claims import Heartbeat, Ledger, hold, sweep_to_watch
 from bn_study.tracking.naming import flatten
 from bn_study.tracking.owner import close_orphans, describe_owner, kill_run
 from bn_study.tracking.parent import read_parent_file
 from bn_study.tracking.resume import final_runs, job_hash, resumable_run_ids, reused_tag
-from bn_study.errors import Interrupted, StoreError, as_store_error
+from bn_study.errors import Interrupted, StoreError
+from bn_study.util.disk import as_store_error
 from bn_study.tracking.runs import MemberRun, RunContext, open_context
 from bn_study.tracking.store import resolve_tracking_uri
 from bn_study.util.redact import mask_userinfo
@@ -81,35 +80,6 @@ def resumes(plan: JobPlan) -> bool:
     return plan.context.sweep_dir is not None if cfg.resume == "auto" else bool(cfg.resume)
 
 
-def _sweep_to_watch(plan: JobPlan, parent: dict | None) -> str | None:
-    """A joblib worker's sweep process: when it is gone, the worker must not train on (nor would the loky
-    workers of a killed sweep stop by themselves before finishing their jobs)."""
-    owner = (parent or {}).get("owner")
-    launcher = plan.context.launcher or ""
-    if not owner or "joblib" not in launcher or owner.rsplit(":", 2)[1] == str(os.getpid()):
-        return None
-    return owner
-
-
-def _claim(ledger: Ledger, plan: JobPlan, experiment_id: str, todo: list[int], defer: bool) -> str | None:
-    """Hold every member of ``todo`` (None), or say which live launch trains one (its owner) when ``defer``;
-    without ``defer``, wait until that launch lets go of it or is gone."""
-    hashes = [plan.hashes[s] for s in todo]
-    told = False
-    while True:
-        held = ledger.holders(experiment_id, hashes) or ledger.claim(experiment_id, hashes)
-        if not held:
-            return None
-        owner = next(iter(held.values()))
-        if defer:
-            return owner
-        if not told:
-            log.info("waiting: another launch (%s) trains this job's member%s; this one continues once it is "
-                     "done (or gone)", describe_owner(owner), "s" if len(hashes) > 1 else "")
-            told = True
-        time.sleep(float(plan.cfg.tracking.heartbeat_seconds))
-
-
 @dataclass
 class MemberTracking:
     plan: JobPlan
@@ -130,7 +100,8 @@ class MemberTracking:
         ctx = _open_context(plan, parent)
         ledger = Ledger.open(ctx.client, ctx.uri, float(cfg.tracking.stale_after_seconds))
         alive = contextlib.ExitStack()
-        alive.enter_context(Heartbeat.held(ledger, float(cfg.tracking.heartbeat_seconds), _sweep_to_watch(plan, parent)))
+        watch = sweep_to_watch((parent or {}).get("owner"), plan.context.launcher)
+        alive.enter_context(Heartbeat.held(ledger, float(cfg.tracking.heartbeat_seconds), watch))
         alive.callback(ledger.release)
         try:
             return cls._open(plan, reporter, ctx, ledger, alive, parent)
@@ -147,7 +118,8 @@ class MemberTracking:
         todo = [seed for seed in plan.seeds if seed not in done]
         if resume and todo:  # two launches of one grid: each member is trained by the one that claims it
             defer = (parent or {}).get("on_held") == "defer"
-            held_by = _claim(ledger, plan, ctx.experiment_id, todo, defer)
+            held_by = hold(ledger, ctx.experiment_id, [plan.hashes[s] for s in todo], defer=defer,
+                           poll_seconds=float(cfg.tracking.heartbeat_seconds))
             if held_by is not None:
                 return cls(plan, ctx, reporter, done, todo, Checkpoint(job.path(cfg.checkpoint_dir), ""), None,
                            ledger, alive, held_by)

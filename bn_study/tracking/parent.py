@@ -22,7 +22,8 @@ from mlflow.entities import RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
 from omegaconf import DictConfig
 
-from bn_study.errors import StoreError, disk_problem
+from bn_study.errors import StoreError
+from bn_study.util.disk import disk_problem
 from bn_study.tracking.naming import fit_run_name
 from bn_study.tracking.claims import Heartbeat, Ledger
 from bn_study.tracking.owner import OWNER_TAG, close_orphans, kill_run, this_owner

@@ -28,7 +28,8 @@ from mlflow.utils.mlflow_tags import (
     MLFLOW_USER,
 )
 
-from bn_study.errors import StoreError, TrackingUnavailable, disk_problem
+from bn_study.errors import StoreError, TrackingUnavailable
+from bn_study.util.disk import disk_problem
 from bn_study.tracking.naming import condition_of, run_name
 from bn_study.tracking.owner import OWNER_TAG, this_owner
 from bn_study.tracking.provenance import device_name, git_state, user_name

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from bn_study.errors import UserError, quiet_disk_tracebacks
+from bn_study.errors import UserError
+from bn_study.util.disk import quiet_disk_tracebacks
 from bn_study.tracking import fresh_store
 from bn_study.util.redact import has_password, mask_userinfo
 from bn_study.util.names import slug

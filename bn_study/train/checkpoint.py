@@ -17,7 +17,8 @@ from typing import Any
 
 import torch
 
-from bn_study.errors import StoreError, disk_problem
+from bn_study.errors import StoreError
+from bn_study.util.disk import disk_problem
 from bn_study.train.loop import EpochReport, TrainState
 from bn_study.util.atomic import remove_stale_temps, write_atomic
 
