@@ -9,7 +9,8 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -168,6 +169,24 @@ def _postgres_missing() -> str | None:
     except ImportError:
         return "psycopg2 is not installed (pip install -e '.[test]')"
     return None
+
+
+@pytest.fixture(scope="session")
+def server_dir(postgres_missing) -> Iterator[Callable[[str], Path]]:
+    """A function making a directory for a PostgreSQL-backed server (skipping the test, with the reason, where
+    PostgreSQL cannot run). Not under pytest's private tmp dir: the postgres user must reach the cluster."""
+    made: list[Path] = []
+
+    def make(name: str) -> Path:
+        if postgres_missing:
+            pytest.skip(postgres_missing)
+        made.append(Path(tempfile.mkdtemp(prefix=f"bn-study-{name}-")))
+        made[-1].chmod(0o755)
+        return made[-1]
+
+    yield make
+    for root in made:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -114,6 +114,23 @@ def read_until(job: subprocess.Popen, lines: list[str], text: str) -> None:
     pytest.fail(f"the job ended without printing {text!r}:\n" + "".join(lines)[-3000:])
 
 
+def output_when_the_server_dies(job: subprocess.Popen, server: subprocess.Popen, epochs: int) -> str:
+    """The job's whole output when its tracking server is killed right after epoch 1; it must end with exit 1."""
+    lines: list[str] = []
+    try:
+        read_until(job, lines, f"epoch 1/{epochs}")
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+        lines += job.stdout.readlines()
+        assert job.wait(timeout=300) == 1, "".join(lines)
+    finally:
+        job.kill()
+        job.wait()
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+    return "".join(lines)
+
+
 def test_tracking_server_down_mid_run_buffers_and_retries(tmp_path, free_port, runs_in):
     port = free_port()
     server = start_mlflow_server(tmp_path, port)
@@ -156,19 +173,8 @@ def test_metrics_a_dead_server_never_took_are_saved_to_unsent_metrics_json(tmp_p
     job = launch_in(launch, [f"tracking.uri=http://127.0.0.1:{port}", "data.limit_train=6400",
                              f"epochs={epochs}", "batch_size=32", f"log_every={log_every}", "probe.enabled=false",
                              "tracking.figures=false", "tracking.retry_seconds=1"])
-    lines: list[str] = []
-    try:
-        read_until(job, lines, f"epoch 1/{epochs}")
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait()
-        lines += job.stdout.readlines()
-        assert job.wait(timeout=300) == 1, "".join(lines)
-    finally:
-        job.kill()
-        job.wait()
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGKILL)
-    out = "".join(lines)
+    out = output_when_the_server_dies(job, server, epochs)
+    lines = out.splitlines()
     said = re.search(r"^error: the tracking store did not take (\d+) metric values of run (\w+) within 1 s; "
                      r"they are saved in (\S+)$", out, re.MULTILINE)
     assert said, out[-3000:]

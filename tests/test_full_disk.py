@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from pathlib import Path
 import torch
 from kills import launch
 from mlflow import MlflowClient
-from test_faults import read_until, start_mlflow_server
+from test_faults import output_when_the_server_dies, start_mlflow_server
 
 GRID = ["-m", "norm=none,bn1", "epochs=2", "data.limit_train=500", "probe.enabled=false", "tracking.figures=false",
         "log_every=2"]
@@ -117,19 +116,7 @@ def test_unsent_metrics_go_to_tmpdir_when_the_launch_dir_is_full(tmpfs, tmp_path
                               "batch_size=32", f"log_every={log_every}", "probe.enabled=false",
                               "tracking.figures=false", "tracking.retry_seconds=1", f"hydra.run.dir={roomy / 'run'}",
                               f"checkpoint_dir={roomy / 'checkpoints'}"])  # only the launch dir is full
-    lines: list[str] = []
-    try:
-        read_until(job, lines, f"epoch 1/{epochs}")
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait()
-        lines += job.stdout.readlines()
-        assert job.wait(timeout=300) == 1, "".join(lines)
-    finally:
-        job.kill()
-        job.wait()
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGKILL)
-    out = "".join(lines)
+    out = output_when_the_server_dies(job, server, epochs)
     said = re.search(r"^error: the tracking store did not take (\d+) metric values of run (\w+) within 1 s; they are "
                      r"saved in (\S+) \(not in (\S+): No space left on device\)$", out, re.MULTILINE)
     assert said and "Traceback" not in out, out[-3000:]

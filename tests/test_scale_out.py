@@ -5,10 +5,8 @@ and the tests run as root; the tests skip, saying why, only where it cannot be h
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,19 +17,15 @@ SMALL = ["data.limit_train=500", "epochs=2", "probe.enabled=false", "log_every=5
 
 
 @pytest.fixture(scope="module")
-def tracking_server(free_port, postgres_missing):
-    if postgres_missing:  # only a missing prerequisite skips; the project's own failure to start the server fails
-        pytest.skip(postgres_missing)
+def tracking_server(free_port, server_dir):
+    # only a missing prerequisite skips (server_dir); the project's own failure to start the server fails
     from bn_study.server import start, stop
 
-    # Not under pytest's private tmp dir: the postgres user must be able to reach the cluster directory.
-    root = Path(tempfile.mkdtemp(prefix="bn-study-server-"))
-    root.chmod(0o755)
+    root = server_dir("server")
     try:
         yield start(root / "server", "127.0.0.1", free_port(), free_port())
     finally:
         stop(root / "server")
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_multirun_into_the_postgres_backed_server(tracking_server, tmp_path, runs_in):

@@ -10,7 +10,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -45,12 +44,8 @@ def wait_until(condition, what: str, timeout: float = 60) -> None:
         time.sleep(0.1)
 
 
-def test_status_before_start_while_running_and_after_stop(free_port, postgres_missing):
-    if postgres_missing:
-        pytest.skip(postgres_missing)
-    # Not under pytest's private tmp dir: the postgres user must be able to reach the cluster directory.
-    root = Path(tempfile.mkdtemp(prefix="bn-study-server-cli-"))
-    root.chmod(0o755)
+def test_status_before_start_while_running_and_after_stop(free_port, server_dir):
+    root = server_dir("server-cli")
     where = root / "srv"
     port, pg_port = free_port(), free_port()
     try:
@@ -91,4 +86,3 @@ def test_status_before_start_while_running_and_after_stop(free_port, postgres_mi
         assert not (where / "server.json").exists()
     finally:
         subprocess.run([sys.executable, "-m", "bn_study.server", "stop", "--dir", str(where)], capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)

@@ -18,7 +18,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -67,13 +66,9 @@ def bn_study(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: 
 
 
 @pytest.fixture(scope="module")
-def server(free_port, postgres_missing):
+def server(free_port, server_dir):
     """One started server for the module: its directory, ports, what start printed, and its passwords."""
-    if postgres_missing:
-        pytest.skip(postgres_missing)
-    # Not under pytest's private tmp dir: the postgres user must be able to reach the cluster directory.
-    root = Path(tempfile.mkdtemp(prefix="bn-study-server-security-"))
-    root.chmod(0o755)
+    root = server_dir("server-security")
     where = root / "srv"
     port, pg_port = free_port(), free_port()
     try:
@@ -84,7 +79,6 @@ def server(free_port, postgres_missing):
                "app_pw": password_in(where / "pgpass"), "super_pw": password_in(where / "pgpass.superuser")}
     finally:
         server_cli("stop", "--dir", str(where), cwd=root)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_mask_userinfo_keeps_the_user_and_hides_the_password():
@@ -244,16 +238,13 @@ def test_a_password_in_an_unreachable_url_is_masked_in_the_error(free_port, tmp_
     assert files_holding(FAKE_SECRET, tmp_path) == []
 
 
-def test_an_old_trust_cluster_is_upgraded_on_the_next_start(free_port, postgres_missing):
+def test_an_old_trust_cluster_is_upgraded_on_the_next_start(free_port, server_dir):
     """A cluster as the code before passwords left it — trust in pg_hba.conf, MLflow's and Optuna's tables
     owned by the superuser — takes passwords on the next start, and MLflow and Optuna go on as bn_study."""
-    if postgres_missing:
-        pytest.skip(postgres_missing)
     import optuna
     from mlflow import MlflowClient
 
-    root = Path(tempfile.mkdtemp(prefix="bn-study-server-upgrade-"))
-    root.chmod(0o755)
+    root = server_dir("server-upgrade")
     where = root / "srv"
     data, sockets = where / "pgdata", where / "sockets"
     port, pg_port = free_port(), free_port()
@@ -304,4 +295,3 @@ def test_an_old_trust_cluster_is_upgraded_on_the_next_start(free_port, postgres_
         server_cli("stop", "--dir", str(where), cwd=root)
         subprocess.run([*as_postgres, pg_binary("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
                        capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
