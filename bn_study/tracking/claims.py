@@ -55,8 +55,9 @@ def _store_call(call, *args):  # noqa: ANN001, ANN202 - a thin retry around one 
 
 
 def _refused(err: MlflowException) -> bool:
-    """The store refused a second value for a param: another launcher logged this claim first."""
-    return getattr(err, "error_code", "") == "INVALID_PARAMETER_VALUE" or "Changing param" in str(err)
+    """The store refused a second value for a param: another launcher logged this claim first. (Only that:
+    the same error code also means, say, a deleted ledger run, which no retry mends.)"""
+    return "Changing param values is not allowed" in str(err)
 
 
 def _claim_key(experiment_id: str, digest: str, generation: int) -> str:
@@ -93,7 +94,7 @@ def _ledger_run(client: MlflowClient, uri: str) -> str:
                         key=lambda r: (r.info.start_time, r.info.run_id))
         if active:
             return active[0].info.run_id
-        if time.monotonic() > deadline:
+        if runs or time.monotonic() > deadline:  # a ledger run deleted by hand, or its maker died
             _new_ledger_run(client, experiment)
             continue
         time.sleep(0.2)
@@ -115,7 +116,8 @@ class Ledger:
         run_id = _LEDGERS.get(uri)
         if run_id is not None:
             try:
-                client.get_run(run_id)
+                if client.get_run(run_id).info.lifecycle_stage != "active":
+                    run_id = None  # deleted in the UI: a new one is made
             except MlflowException:  # the store was replaced since (a new file at the same path)
                 run_id = None
         if run_id is None:
@@ -174,13 +176,14 @@ class Ledger:
                     self.release(got)
                     return {digest: holder}
                 key, value = _claim_key(experiment_id, digest, generation), f"{self.owner} {secrets.token_hex(4)}"
+                self.held[key] = value  # before the write: should it fail after the store took it, it is released
                 try:
                     _store_call(self.client.log_batch, self.run_id, [], [Param(key, value)], [])
                 except MlflowException as err:
                     if _refused(err):
+                        del self.held[key]
                         continue  # another launcher won this generation: look again at who holds it
                     raise
-                self.held[key] = value
                 got.append(key)
                 break
         return {}
