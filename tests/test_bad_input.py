@@ -312,7 +312,7 @@ def test_interval_upside_down_in_an_experiment_file(cli, tmp_path_factory, tmp_p
 
 
 def test_a_refused_search_leaves_no_lock_beside_an_existing_database(cli, tmp_path):
-    """mlflow.db-lock is taken only once every check passed."""
+    """Nothing is written beside the database (no lock, no journal) before every check passed."""
     (tmp_path / "mlflow.db").write_bytes(b"")
     result = cli("-m", *QUICK, *OPTUNA, "probe.samples=0")
     assert result.code == 2, result.err

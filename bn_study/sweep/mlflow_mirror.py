@@ -6,7 +6,6 @@ those runs as the tag ``optuna_state``. At the end the parent gets each study's 
 ``optimization_results.yaml``, and Optuna's optimization-history and parameter-importance figures.
 """
 
-import contextlib
 import logging
 import math
 import warnings
@@ -14,13 +13,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import optuna
-from filelock import FileLock
 from mlflow.entities import Metric, Param, RunTag
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
 from bn_study.tracking.parent import ParentRun, sweep_description
-from bn_study.tracking.store import local_sqlite_file, resolve_tracking_uri
 from bn_study.util.names import slug
 from bn_study.util.redact import mask_userinfo
 
@@ -109,20 +106,6 @@ class SweepTracking:
 
     def interrupted(self) -> None:
         self.parent.interrupted()
-
-
-def database_lock(config: DictConfig) -> Any:
-    """Several searches may share one storage and start at once, on a fresh sqlite MLflow database; one set
-    up by two processes at the same time breaks, so what first creates it (the parent run, with the database
-    and the experiment) takes turns under this lock, ``mlflow.db-lock`` beside the database.
-
-    Take it only after every check passed (the sweeper's ``check``): the preflight creates nothing, the lock
-    file is the first thing written, so a refused command leaves no lock behind."""
-    uri = resolve_tracking_uri(config.tracking.uri, config.hydra.runtime.cwd)
-    db = local_sqlite_file(uri)
-    if db is None or not db.parent.is_dir():
-        return contextlib.nullcontext()  # connect() reports the unusable path in one sentence
-    return FileLock(str(db) + "-lock", timeout=600)  # mlflow.db-lock: ignored by git like mlflow.db-*
 
 
 def _figure_of(ax: Any) -> Any:

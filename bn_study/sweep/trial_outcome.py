@@ -23,6 +23,8 @@ import optuna
 from hydra.core.utils import JobReturn, JobStatus
 from optuna.trial import TrialState
 
+from bn_study.errors import StoreError
+
 # Set on a job's exception in the job's own process, where the traceback still exists (it does not
 # survive the trip back from a joblib worker).
 TRACEBACK_ATTR = "bn_study_traceback"
@@ -49,8 +51,9 @@ def classify(ret: JobReturn, n_objectives: int = 1) -> TrialOutcome:
     if ret.status != JobStatus.COMPLETED:
         if isinstance(value, optuna.TrialPruned):
             return TrialOutcome("pruned", TrialState.PRUNED, None, str(value))
+        # a store that cannot be written (a full disk) is said in its one line: its traceback tells nothing more
         return TrialOutcome("crashed", TrialState.FAIL, None, f"{type(value).__name__}: {value}",
-                            job_traceback(value))
+                            None if isinstance(value, StoreError) else job_traceback(value))
     job_status = str(getattr(value, "status", ""))
     values = _as_floats(value, n_objectives)
     if values is None:

@@ -123,14 +123,10 @@ class OptunaSweeper(Sweeper):
         plan = SearchPlan.build(arguments, self.params, self.arms, self.trial_overrides, self.final_overrides)
         project = is_bn_study(config)
         if project:
-            from bn_study.sweep import mlflow_mirror as optuna_mlflow
-
-            # every mistake a user can make stops here, before a study, a file, a lock or a run exists
+            # every mistake a user can make stops here, before a study, a file or a run exists; searches that
+            # start at once on a fresh sqlite store take turns while it is built (bn_study.tracking.store.connect)
             self.check(plan)
-            with optuna_mlflow.database_lock(config):  # only the setup: the searches then run side by side
-                run = self._start(plan, project)
-        else:
-            run = self._start(plan, project)
+        run = self._start(plan, project)
         tracking = run.tracking
         try:
             run.search_all()
