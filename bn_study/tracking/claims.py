@@ -33,7 +33,7 @@ from mlflow.entities import Param, RunTag
 from mlflow.exceptions import MlflowException
 
 from bn_study.tracking.owner import describe_owner, owner_gone, owner_host, this_owner
-from bn_study.tracking.store import connect, create_experiment_once
+from bn_study.tracking.store import connect, get_or_create_experiment
 from bn_study.util.retry import retry
 
 log = logging.getLogger(__name__)
@@ -82,8 +82,8 @@ def _new_ledger_run(client: MlflowClient, experiment_id: str) -> str:
 def _ledger_run(client: MlflowClient, uri: str) -> str:
     """The ledger run's id; the process that creates the ledger experiment creates its run. Should it die in
     between, the others make one after a wait, and everyone takes the oldest (one rule, one answer)."""
-    created = create_experiment_once(client, LEDGER_EXPERIMENT, uri, tags={"mlflow.note.content": _NOTE})
-    experiment = created or _store_call(client.get_experiment_by_name, LEDGER_EXPERIMENT).experiment_id
+    experiment, created = get_or_create_experiment(client, LEDGER_EXPERIMENT, uri,
+                                                   tags={"mlflow.note.content": _NOTE})
     if created:
         return _new_ledger_run(client, experiment)
     deadline = time.monotonic() + _FIND_LEDGER_S
@@ -133,7 +133,7 @@ class Ledger:
         beaten for ``stale_after`` seconds (another host). An owner never seen beating is not judged."""
         if owner_gone(owner):
             return True
-        if not owner or owner_host(owner) in (None, this_owner().split(":")[0]):
+        if owner_host(owner) in (None, owner_host(this_owner())):
             return False
         beat = (tags if tags is not None else self._state()[1]).get(heartbeat_key(owner))
         try:
@@ -156,19 +156,18 @@ class Ledger:
             return max(generations) + 1, None
         return max(generations), holder
 
-    def holders(self, experiment_id: str, digests: Iterable[str]) -> dict[str, str]:
-        """The members among ``digests`` another live launch holds, with their owner; reads only."""
-        params, tags = self._state()
-        found = {d: self._current(params, tags, experiment_id, d)[1] for d in digests}
-        return {d: owner for d, owner in found.items() if owner is not None and owner != self.owner}
-
     def claim(self, experiment_id: str, digests: Sequence[str]) -> dict[str, str]:
         """Claim every member of ``digests``, all or none: {} when this process now holds them all, else the
-        members another live launch holds (and nothing is kept)."""
+        members another live launch holds (and nothing is kept). While one is held, nothing is written: a
+        launch waiting for a member only reads."""
+        params, tags = self._state()
+        found = {d: self._current(params, tags, experiment_id, d)[1] for d in digests}
+        held = {d: owner for d, owner in found.items() if owner is not None and owner != self.owner}
+        if held:
+            return held
         got: list[str] = []
         for digest in digests:
             while True:
-                params, tags = self._state()
                 generation, holder = self._current(params, tags, experiment_id, digest)
                 if holder == self.owner:
                     break
@@ -182,6 +181,7 @@ class Ledger:
                 except MlflowException as err:
                     if _refused(err):
                         del self.held[key]
+                        params, tags = self._state()
                         continue  # another launcher won this generation: look again at who holds it
                     raise
                 got.append(key)
@@ -211,7 +211,7 @@ def hold(ledger: Ledger, experiment_id: str, digests: Sequence[str], *, defer: b
     when ``defer``; without ``defer``, wait until that launch lets go of it or is gone."""
     told = False
     while True:
-        held = ledger.holders(experiment_id, digests) or ledger.claim(experiment_id, digests)
+        held = ledger.claim(experiment_id, digests)
         if not held:
             return None
         owner = next(iter(held.values()))
@@ -227,7 +227,7 @@ def hold(ledger: Ledger, experiment_id: str, digests: Sequence[str], *, defer: b
 def sweep_to_watch(sweep_owner: str | None, launcher: str | None) -> str | None:
     """A joblib worker's sweep process: when it is gone, the worker must not train on (the loky workers of a
     killed sweep would finish their jobs first)."""
-    if not sweep_owner or "joblib" not in (launcher or "") or sweep_owner.rsplit(":", 2)[1] == str(os.getpid()):
+    if not sweep_owner or "joblib" not in (launcher or "") or sweep_owner == this_owner():
         return None
     return sweep_owner
 

@@ -34,23 +34,31 @@ def this_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{_start_ticks(os.getpid()) or '?'}"
 
 
+def _parts(owner: str | None) -> tuple[str, str, str] | None:
+    """(host, pid, ticks); None for a run from before owners were tagged, or a tag that is no owner."""
+    if not owner or owner.count(":") < 2:
+        return None
+    host, pid, ticks = owner.rsplit(":", 2)  # a host name holds no colon; an IPv6-like one keeps its own
+    return host, pid, ticks
+
+
 def owner_host(owner: str | None) -> str | None:
-    return owner.rsplit(":", 2)[0] if owner and owner.count(":") >= 2 else None
+    parts = _parts(owner)
+    return parts[0] if parts else None
 
 
 def describe_owner(owner: str | None) -> str:
     """``host:pid:ticks`` as a person reads it: "process 123 on host"."""
-    if not owner or owner.count(":") < 2:
-        return "an unknown process"
-    host, pid, _ = owner.rsplit(":", 2)
-    return f"process {pid} on {host}"
+    parts = _parts(owner)
+    return f"process {parts[1]} on {parts[0]}" if parts else "an unknown process"
 
 
 def owner_gone(owner: str | None) -> bool:
     """True only when the owner was this host's process and that process no longer exists."""
-    if not owner or owner.count(":") < 2:
-        return False  # a run from before owners were tagged: unknown
-    host, pid, ticks = owner.rsplit(":", 2)
+    parts = _parts(owner)
+    if parts is None:
+        return False  # unknown
+    host, pid, ticks = parts
     if host != socket.gethostname() or not pid.isdigit() or ticks == "?":
         return False
     return _start_ticks(int(pid)) != ticks

@@ -173,13 +173,13 @@ class MemberRun:
     def flush(self, deadline: float | None = None) -> bool:
         """Send what is pending; with a deadline, retry with backoff until it passes. True when empty."""
         while self._pending:
-            try:
-                retry(lambda: self.client.log_batch(self.run_id, metrics=self._pending[:_BATCH]),
-                      retryable=_retryable, deadline=deadline)
+            try:  # a full disk makes no room by waiting: the job ends (StoreError), the values are kept
+                self._write("the metrics", retry,
+                            lambda: self.client.log_batch(self.run_id, metrics=self._pending[:_BATCH]),
+                            retryable=_retryable, deadline=deadline)
+            except StoreError:
+                raise
             except Exception as err:
-                if disk_problem(err):  # a full disk makes no room by waiting: the job ends, the values are kept
-                    raise StoreError(f"the tracking store {mask_userinfo(self.client.tracking_uri)} cannot take the metrics of "
-                                     f"run {self.run_id}: {disk_problem(err)}") from None
                 if not _retryable(err):
                     raise
                 if not self._warned:

@@ -194,26 +194,27 @@ def _sqlite_problem(db: Path) -> str | None:
     return None
 
 
-def create_experiment_once(client: MlflowClient, name: str, uri: str,
-                           tags: dict[str, str] | None = None) -> str | None:
-    """Create the experiment (artifacts under ``<db dir>/mlruns``) and return its id; None when it exists,
-    made before or meanwhile by another process (the store's unique name decides: only one creator)."""
-    if client.get_experiment_by_name(name) is not None:
-        return None
+def get_or_create_experiment(client: MlflowClient, name: str, uri: str,
+                             tags: dict[str, str] | None = None) -> tuple[str, bool]:
+    """The experiment's id, and whether this call created it (artifacts under ``<db dir>/mlruns``). Of
+    processes creating it at once, the store's unique name lets one be the creator; the others find it."""
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id, False
     db = local_sqlite_file(uri)
     location = (db.parent / "mlruns" / slug(name)).as_uri() if db is not None else None
     try:
-        return client.create_experiment(name, artifact_location=location, tags=tags)
-    except MlflowException:
-        if client.get_experiment_by_name(name) is None:
+        return client.create_experiment(name, artifact_location=location, tags=tags), True
+    except MlflowException:  # created meanwhile by another process
+        found = client.get_experiment_by_name(name)
+        if found is None:
             raise
-        return None
+        return found.experiment_id, False
 
 
 def ensure_experiment(client: MlflowClient, name: str, uri: str) -> str:
     """The experiment's id, creating it if it does not exist."""
-    created = create_experiment_once(client, name, uri)
-    return created if created is not None else client.get_experiment_by_name(name).experiment_id
+    return get_or_create_experiment(client, name, uri)[0]
 
 
 def _slug(name: str) -> str:

@@ -63,6 +63,13 @@ class GridSweeper(BasicSweeper):
                 raise UserError(f"{label}: {describe_config_error(err)}") from None
         return configs
 
+    def _launch(self, jobs: list[list[str]], first_index: int) -> list[JobReturn]:
+        """Every job, in batches of ``max_batch_size``; Hydra numbers their dirs from ``first_index``."""
+        results: list[JobReturn] = []
+        for batch in self.split_overrides_to_chunks(jobs, self.max_batch_size):
+            results.extend(self.launcher.launch(batch, initial_job_idx=first_index + len(results)))
+        return results
+
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         pass  # sweep() composed and checked every job before the first batch
 
@@ -88,21 +95,16 @@ class GridSweeper(BasicSweeper):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         save_masked(self.config, sweep_dir / "multirun.yaml")
         self.parent = ParentRun(self.config, sweep_description(list(self.config.hydra.overrides.task)))
-        results: list[JobReturn] = []
         try:
             # Unlike BasicSweeper, a failed job does not stop the sweep: every job runs, then the summary.
             self.parent.on_held("defer")
-            for batch in self.split_overrides_to_chunks(jobs, self.max_batch_size):
-                results.extend(self.launcher.launch(batch, initial_job_idx=len(results)))
+            results = self._launch(jobs, first_index=0)
             held = [i for i, r in enumerate(results) if getattr(r._return_value, "status", None) == "held"]
             if held:
                 log.info("%d job%s trained by another launch of this grid: waiting for %s", len(held),
                          "s" if len(held) > 1 else "", "them" if len(held) > 1 else "it")
                 self.parent.on_held("wait")
-                again: list[JobReturn] = []
-                for batch in self.split_overrides_to_chunks([jobs[i] for i in held], self.max_batch_size):
-                    again.extend(self.launcher.launch(batch, initial_job_idx=len(results) + len(again)))
-                for i, r in zip(held, again):
+                for i, r in zip(held, self._launch([jobs[i] for i in held], first_index=len(results))):
                     results[i] = r
         except KeyboardInterrupt:
             self.parent.interrupted()
