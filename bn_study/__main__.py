@@ -13,7 +13,8 @@ def main() -> None:
     from hydra.errors import CompactHydraException, InstantiationException, OverrideParseException
 
     from bn_study.app import main as hydra_main
-    from bn_study.errors import StoreError, UserError, describe_config_error, exit_for_user, interrupted_line
+    from bn_study.errors import (StoreError, SweepFailed, UserError, describe_config_error, exit_for_user,
+                                 interrupted_line)
     from bn_study.util.disk import as_store_error, disk_problem
     from bn_study.util.redact import mask_userinfo
 
@@ -24,7 +25,7 @@ def main() -> None:
         sys.exit(130)
     except UserError as err:  # raised by a sweeper before any job starts
         exit_for_user(err)
-    except StoreError as err:  # a full artifact disk, a tracking server that stayed down: said plainly
+    except (StoreError, SweepFailed) as err:  # a full disk, a server that stayed down, no trial completed
         print(f"error: {mask_userinfo(str(err))}", file=sys.stderr)
         sys.exit(1)
     except OverrideParseException as err:

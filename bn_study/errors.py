@@ -24,6 +24,11 @@ class UserError(Exception):
     exit_code = 2
 
 
+class SweepFailed(Exception):
+    """A sweep that ran but has no result to give (every trial of a study failed): said in one line by the
+    entry point, exit 1 (Hydra's Optuna plugin's exit code there)."""
+
+
 def exit_for_user(err: Exception) -> None:
     """Print the one-sentence message and exit 2, without a traceback.
 

@@ -173,6 +173,12 @@ MULTIRUN: dict[str, dict[str, tuple[list[str], list[str]]]] = {
         "storage in a missing directory": ([*OPTUNA, "hydra.sweeper.storage=no/such/optuna.journal"],
                                            ["hydra.sweeper.storage=", "no/such", "does not exist"]),
         "a bad value for every trial": ([*OPTUNA, "probe.samples=0"], ["probe.samples=0", "from 1 to 10000"]),
+        "the removed motpe sampler": ([*OPTUNA, "hydra/sweeper/sampler=motpe"],
+                                      ["hydra/sweeper/sampler=motpe", "removed in Optuna 4.0", "sampler=tpe"]),
+        "failure rate over what": ([*OPTUNA, "hydra.sweeper.failure_rate_over=epoch"],
+                                   ["hydra.sweeper.failure_rate_over='epoch'", "batch", "run"]),
+        "a custom search space that is not there": ([*OPTUNA, "hydra.sweeper.custom_search_space=nowhere.f"],
+                                                    ["hydra.sweeper.custom_search_space='nowhere.f'", "dotted path"]),
     },
     "grid": {
         "one bad value": (["batch_size=64,0"], ["job #1 (batch_size=0", "batch_size=0 is not allowed"]),

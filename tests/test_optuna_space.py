@@ -57,21 +57,16 @@ def test_bounds_are_inclusive() -> None:
     # (as with Hydra's plugin), while shuffle(range) enumerates like Python's range.
     lr = optuna_space.distribution_from_override(parse("lr=tag(log, interval(1e-4, 1))"))
     assert lr._contains(lr.to_internal_repr(1e-4)) and lr._contains(lr.to_internal_repr(1.0))
-    assert optuna_space.grid_values("k", optuna_space.distribution_from_override(parse("k=range(1,3)"))) == [1, 2, 3]
-    assert optuna_space.grid_values("k", optuna_space.distribution_from_override(
-        parse("k=range(-1.0, 1.0, step=1)"))) == [-1.0, 0.0, 1.0]
+    ints = optuna_space.distribution_from_override(parse("k=range(1,3)"))
+    floats = optuna_space.distribution_from_override(parse("k=range(-1.0, 1.0, step=1)"))
+    # the grid, like Hydra's plugin's, stops before high; grid_includes_stop walks every point
+    assert optuna_space.grid_values("k", ints) == [1, 2]
+    assert optuna_space.grid_values("k", ints, includes_stop=True) == [1, 2, 3]
+    assert optuna_space.grid_values("k", floats) == [-1.0, 0.0]
+    assert optuna_space.grid_values("k", floats, includes_stop=True) == [-1.0, 0.0, 1.0]
+    with pytest.raises(UserError, match="no point from 1 before 1"):
+        optuna_space.grid_values("k", optuna_space.distribution_from_override(parse("k=range(1,1)")))
     assert sorted(optuna_space.distribution_from_override(parse("k=shuffle(range(1,3))")).choices) == [1, 2]
-
-
-@pytest.mark.parametrize("arguments, expected", [
-    (["key=choice(1,2)"], ({"key": CategoricalDistribution([1, 2])}, {})),
-    (["key=5"], ({}, {"key": "5"})),
-    (["key1=choice(1,2)", "key2=5"], ({"key1": CategoricalDistribution([1, 2])}, {"key2": "5"})),
-    (["key1=choice(1,2)", "key2=5", "key3=range(1,3)"],
-     ({"key1": CategoricalDistribution([1, 2]), "key3": IntDistribution(1, 3)}, {"key2": "5"})),
-])
-def test_fixed_versus_searched(arguments: list[str], expected: tuple) -> None:
-    assert optuna_space.params_from_overrides(arguments) == expected
 
 
 def test_a_later_override_replaces_an_earlier_one() -> None:
@@ -80,6 +75,14 @@ def test_a_later_override_replaces_an_earlier_one() -> None:
                                                  "x=choice(0, 1, 2)", "y=0", "~z", "+experiment=fair_bn"])
     assert space == {"x": CategoricalDistribution([0, 1, 2])}
     assert fixed == {"y": ("0", "y=0"), "~z": (None, "~z"), "+experiment": ("fair_bn", "+experiment=fair_bn")}
+
+
+def test_a_fixed_key_is_not_searched_unless_the_last_override_wins() -> None:
+    arguments = ["x=5", "+x=choice(1, 2)", "y=choice(1, 2)", "y=3"]
+    space, fixed = optuna_space.split_overrides(arguments)
+    assert space == {} and fixed == {"x": ("5", "x=5"), "y": ("3", "y=3")}
+    space, fixed = optuna_space.split_overrides(arguments, last_wins=True)
+    assert space == {"+x": CategoricalDistribution([1, 2])} and fixed == {"y": ("3", "y=3")}
 
 
 def test_values_go_back_as_the_same_override() -> None:

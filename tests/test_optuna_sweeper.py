@@ -43,11 +43,7 @@ def trials_of(storage: str, name: str = "sphere") -> list[optuna.trial.FrozenTri
     return optuna.load_study(study_name=name, storage=open_storage(storage, "/")).trials
 
 
-def test_discovery() -> None:
-    assert "OptunaSweeper" in [p.__name__ for p in Plugins.instance().discover(Sweeper)]
-
-
-def test_launch_jobs(hydra_sweep_runner: Any, tmp_path: Path, capsys: Any) -> None:
+def test_launch_jobs_in_batches_of_n_jobs(hydra_sweep_runner: Any, tmp_path: Path, capsys: Any) -> None:
     # Hydra's test app under its sweep runner: the runner's stand-in task returns 100 for every job
     storage = str(tmp_path / "launch.journal")
     with hydra_sweep_runner(calling_file=None, calling_module="hydra.test_utils.a_module", config_path="configs",
@@ -66,18 +62,18 @@ def test_launch_jobs(hydra_sweep_runner: Any, tmp_path: Path, capsys: Any) -> No
 HYDRA_TEST_CONFIGS = Path(importlib.util.find_spec("hydra.test_utils").origin).parent / "configs"
 
 
-def test_every_trial_failing_is_said_and_the_sweep_still_completes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("require_completed", [True, False])
+def test_every_trial_failing_is_said(tmp_path: Path, require_completed: bool) -> None:
     """A real process whose task returns None (Hydra's test app, not a number): each trial is FAIL with the
-    reason in the log, the summary counts them, exit 0, and the results say there is no best trial."""
+    reason in the log, the summary counts them, and the results say there is no best trial. Then, as in Hydra's
+    plugin, exit 1 ("no trials are completed yet"); hydra.sweeper.require_completed=false: exit 0."""
     storage = tmp_path / "fail.journal"
     done = subprocess.run([sys.executable, "-m", "hydra.test_utils.a_module", f"--config-dir={HYDRA_TEST_CONFIGS}",
                            "--config-name=compose", "-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=4",
                            "hydra.sweeper.n_jobs=2", "hydra.sweeper.study_name=fail", f"hydra.sweeper.storage={storage}",
-                           f"hydra.sweep.dir={tmp_path / 'sweep'}"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "HYDRA_FULL_ERROR": "1"})
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "Traceback" not in done.stderr
+                           f"hydra.sweep.dir={tmp_path / 'sweep'}",
+                           f"hydra.sweeper.require_completed={str(require_completed).lower()}"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
     reasons = [line.split("] ", 1)[1] for line in done.stdout.splitlines() if ": FAIL — " in line]
     assert reasons == [f"study 'fail' trial {n} (no params): FAIL — returned None, not a number" for n in range(4)]
     assert "4 jobs: 4 invalid" in done.stdout.splitlines()
@@ -86,58 +82,59 @@ def test_every_trial_failing_is_said_and_the_sweep_still_completes(tmp_path: Pat
     results = OmegaConf.to_container(OmegaConf.load(tmp_path / "sweep" / "optimization_results.yaml"))
     assert results["trials_this_run"] == {"FAIL": 4}
     assert (results["best_params"], results["best_value"], results["best_trial"]) == (None, None, None)
-
-
-@pytest.mark.parametrize("with_commandline", [True, False])
-def test_sphere_example_reaches_tpe_threshold(hydra_sweep_runner: Any, tmp_path: Path,
-                                              with_commandline: bool) -> None:
-    storage = f"sqlite:///{tmp_path / 'test.db'}"
-    overrides = ["hydra.sweeper.n_trials=20", "hydra.sweeper.n_jobs=1", f"hydra.sweeper.storage={storage}",
-                 "hydra.sweeper.study_name=test-optuna-example", "hydra/sweeper/sampler=tpe",
-                 "hydra.sweeper.sampler.seed=123", "~z"]
-    if with_commandline:
-        overrides += ["x=choice(0, 1, 2)", "y=0"]  # y: fixed, not searched
-    returns = sweep(hydra_sweep_runner, tmp_path, *overrides)
-    best = optuna.load_study(study_name="test-optuna-example", storage=storage).best_trial
-    assert returns["name"] == "optuna"
-    assert returns["best_params"]["x"] == best.params["x"]
-    if with_commandline:
-        assert "y" not in returns["best_params"] and "y" not in best.params
+    if require_completed:
+        assert done.returncode == 1
+        assert "no trials are completed yet in study 'fail'" in done.stderr
     else:
-        assert returns["best_params"]["y"] == best.params["y"]
-    assert returns["best_value"] == best.value
-    # the plugin's threshold: the 95th percentile of TPE's best value over 1000 seeds
-    assert returns["best_value"] <= 2.27
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert done.stderr.count("Traceback") == 0
 
 
-def test_grid_sampler_walks_the_grid(hydra_sweep_runner: Any, tmp_path: Path) -> None:
-    storage = f"{tmp_path / 'grid.journal'}"
-    returns = sweep(hydra_sweep_runner, tmp_path, "hydra/sweeper/sampler=grid", f"hydra.sweeper.storage={storage}",
-                    "x=choice(-1, 1)", "y=range(-1, 1)", "hydra.sweeper.n_trials=10")
-    trials = trials_of(storage)
-    assert len(trials) == 6  # 2 × 3 points (range's stop included, as in the distribution), not 10
-    assert {(t.params["x"], t.params["y"]) for t in trials} == {(x, y) for x in (-1, 1) for y in (-1, 0, 1)}
-    assert returns["best_value"] == 1
+def test_grid_takes_the_points_before_a_ranges_stop(hydra_sweep_runner: Any, tmp_path: Path) -> None:
+    for includes_stop, ys in ((False, (-1, 0)), (True, (-1, 0, 1))):
+        storage = f"{tmp_path / f'grid{includes_stop}.journal'}"
+        returns = sweep(hydra_sweep_runner, tmp_path, "hydra/sweeper/sampler=grid", f"hydra.sweeper.storage={storage}",
+                        "x=choice(-1, 1)", "y=range(-1, 1)", "hydra.sweeper.n_trials=10",
+                        *(["hydra.sweeper.grid_includes_stop=true"] if includes_stop else []))  # false: the default
+        trials = trials_of(storage)
+        assert len(trials) == 2 * len(ys)  # the grid's size, not n_trials
+        assert {(t.params["x"], t.params["y"]) for t in trials} == {(x, y) for x in (-1, 1) for y in ys}
+        assert returns["best_value"] == 1
 
 
-@pytest.mark.parametrize("max_failure_rate", [0.5, 1.0])
-def test_failure_rate(hydra_sweep_runner: Any, tmp_path: Path, capsys: Any, max_failure_rate: float) -> None:
-    overrides = ["hydra.sweeper.n_trials=20", "hydra.sweeper.n_jobs=2", "hydra/sweeper/sampler=random",
-                 "hydra.sweeper.sampler.seed=123", f"hydra.sweeper.max_failure_rate={max_failure_rate}",
-                 "+error=true"]
-    if max_failure_rate < 1.0:  # the first batch already crashes 2 of 2: the sweep stops
-        with pytest.raises(RuntimeError, match="2 of 2 trials crashed"):
+def test_a_fixed_value_beats_a_search_of_the_same_key(hydra_sweep_runner: Any, tmp_path: Path,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    # x fixed in hydra.sweeper.params, searched on the command line: fixed (the plugin), or searched (last wins)
+    for last_wins, xs in ((False, {5}), (True, {1, 2})):
+        storage = f"{tmp_path / f'fixed{last_wins}.journal'}"
+        sweep(hydra_sweep_runner, tmp_path, "hydra.sweeper.params.x=5", "x=choice(1, 2)", "y=0",
+              "hydra.sweeper.n_trials=6", "hydra/sweeper/sampler=random", f"hydra.sweeper.storage={storage}",
+              *(["hydra.sweeper.last_override_wins=true"] if last_wins else []))  # false: the default
+        trials = trials_of(storage)
+        assert {t.value for t in trials} == {x * x for x in xs}
+        assert all(("x" in t.params) == last_wins for t in trials)
+    assert caplog.text.count("x=choice(1, 2) is not searched: x=5 fixes it") == 1
+
+
+@pytest.mark.parametrize("over", ["batch", "run"])
+def test_failure_rate_per_batch_or_per_run(hydra_sweep_runner: Any, tmp_path: Path, capsys: Any, over: str) -> None:
+    # 4 trials in batches of 2; trials 2 and 3 crash. Per batch (the plugin): the second batch is 2 of 2 > 0.5,
+    # and the sweep ends with the job's own error. Per run: 2 of 4 is not above 0.5, and the sweep completes.
+    overrides = ["hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2", "hydra/sweeper/sampler=random",
+                 "hydra.sweeper.max_failure_rate=0.5", "+error_from_trial=2",
+                 *([f"hydra.sweeper.failure_rate_over={over}"] if over == "run" else [])]  # batch: the default
+    if over == "batch":
+        with pytest.raises(RuntimeError, match="^cfg.error is True$"):
             sweep(hydra_sweep_runner, tmp_path, *overrides)
-        crashes = 2
-    else:  # every trial FAIL, the sweep completes
+    else:
         returns = sweep(hydra_sweep_runner, tmp_path, *overrides)
-        assert returns["trials_this_run"] == {"FAIL": 20}
-        assert returns["best_value"] is None
-        crashes = 20
+        assert returns["trials_this_run"] == {"COMPLETE": 2, "FAIL": 2}
     # not swallowed: each crash is in the log (Hydra's console log, stdout) with its traceback
     log = capsys.readouterr().out
-    assert log.count("the job crashed:\nTraceback (most recent call last)") == crashes
-    assert log.count('raise RuntimeError("cfg.error is True")\nRuntimeError: cfg.error is True') == crashes
+    assert log.count("the job crashed:\nTraceback (most recent call last)") == 2
+    assert log.count('raise RuntimeError("cfg.error is True")\nRuntimeError: cfg.error is True') == 2
+    if over == "batch":
+        assert "2 of 2 trials of this batch crashed (100%), more than hydra.sweeper.max_failure_rate=0.5" in log
 
 
 def test_nan_is_a_failed_trial_and_the_study_goes_on(hydra_sweep_runner: Any, tmp_path: Path, capsys: Any) -> None:
@@ -319,3 +316,49 @@ def test_storage_settings_resolve_against_the_launch_directory(tmp_path: Path) -
     assert with_installed_driver(url) == (url.replace("postgresql://", "postgresql+psycopg2://") if only_psycopg2
                                           else url)
     assert with_installed_driver("mysql+pymysql://u@h/db") == "mysql+pymysql://u@h/db"
+
+
+def test_tpe_models_each_param_alone_by_default() -> None:
+    from hydra.utils import instantiate
+
+    from hydra_plugins.bn_study_sweepers.config import TPESamplerConf
+
+    assert instantiate(OmegaConf.structured(TPESamplerConf))._multivariate is False  # the plugin's default
+    assert instantiate(OmegaConf.structured(TPESamplerConf(multivariate=None)))._multivariate is None
+
+
+def test_cmaes_takes_a_starting_point_from_yaml() -> None:
+    # a dict key such as x0 is set in a config file: Hydra cannot override a null dict from the command line
+    from hydra.utils import instantiate
+
+    from hydra_plugins.bn_study_sweepers.config import CmaEsSamplerConf
+
+    conf = OmegaConf.merge(OmegaConf.structured(CmaEsSamplerConf), OmegaConf.create({"x0": {"x": 0.5}, "sigma0": 0.2}))
+    sampler = instantiate(conf)
+    assert (sampler._x0, sampler._sigma0) == ({"x": 0.5}, 0.2)
+
+
+EXAMPLES = Path(__file__).resolve().parent / "hydra_optuna_examples"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("hydra.sweeper.custom_search_space=no_such_module.configure",
+     "hydra.sweeper.custom_search_space='no_such_module.configure' cannot be loaded"),
+    ("z=3", "hydra.sweeper.custom_search_space suggests z, which is fixed by the overrides (z=3); drop one"),
+])
+def test_custom_search_space_mistakes_are_said(tmp_path: Path, override: str, message: str) -> None:
+    done = subprocess.run([sys.executable, "custom-search-space-objective.py", "--multirun",
+                           f"hydra.sweep.dir={tmp_path}", "hydra.sweeper.n_trials=2", override],
+                          cwd=EXAMPLES, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert message in done.stderr, done.stderr[-2000:]
+
+
+def test_custom_search_space_without_the_leading_dot(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "custom-search-space-objective.py", "--multirun",
+                           f"hydra.sweep.dir={tmp_path}", "hydra.sweeper.n_trials=3",
+                           "hydra.sweeper.custom_search_space=custom-search-space-objective.configure"],
+                          cwd=EXAMPLES, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    best = OmegaConf.load(tmp_path / "optimization_results.yaml").best_params
+    assert abs(best.x - best.z) <= 0.5 and 0 <= best["+w"] <= 1

@@ -22,6 +22,8 @@ SAMPLERS = {  # the config group's name → the sampler its defaults make, and o
     # a population of 3: trials 3.. are bred from the first generation, not drawn at random
     "nsgaii": (lambda: optuna.samplers.NSGAIISampler(seed=SEED, population_size=3),
                ["hydra.sweeper.sampler.population_size=3"]),
+    # 2 random trials, then 4 from the Gaussian process
+    "gp": (lambda: optuna.samplers.GPSampler(seed=SEED, n_startup_trials=2), ["hydra.sweeper.sampler.n_startup_trials=2"]),
 }
 N_TRIALS = 6
 
@@ -54,6 +56,32 @@ def test_a_sampler_choice_is_that_sampler(hydra_sweep_runner: Any, tmp_path: Pat
     assert drawn == replay(make(), distributions, N_TRIALS)  # exactly this sampler's draws for the seed
     assert drawn != replay(optuna.samplers.TPESampler(seed=SEED), distributions, N_TRIALS)
     assert returns["best_value"] == min(t.value for t in trials)
+
+
+@pytest.mark.parametrize("sampler, keys", [
+    ("tpe", ["hydra.sweeper.sampler.consider_prior=true", "hydra.sweeper.sampler.prior_weight=1.0",
+             "hydra.sweeper.sampler.consider_magic_clip=true", "hydra.sweeper.sampler.consider_endpoints=false",
+             "hydra.sweeper.sampler.n_startup_trials=2"]),
+    ("random", []),
+    ("cmaes", ["hydra.sweeper.sampler.sigma0=1.0", "hydra.sweeper.sampler.consider_pruned_trials=false",
+               "hydra.sweeper.sampler.use_separable_cma=false"]),
+    ("qmc", ["hydra.sweeper.sampler.scramble=true"]),
+    ("nsgaii", ["hydra.sweeper.sampler.population_size=4", "hydra.sweeper.sampler.constraints_func=null"]),
+    ("gp", ["hydra.sweeper.sampler.n_startup_trials=2", "hydra.sweeper.sampler.deterministic_objective=true"]),
+    ("grid", []),
+])
+def test_every_sampler_searches_with_the_plugins_keys(hydra_sweep_runner: Any, tmp_path: Path, sampler: str,
+                                                     keys: list[str]) -> None:
+    # every sampler the README names runs after the README's install, and takes the plugin's keys
+    storage = str(tmp_path / "s.journal")
+    space = ["x=choice(0, 1, 2)", "y=choice(-1, 0)"] if sampler == "grid" else ["x=interval(-2, 2)", "y=0"]
+    returns = sweep(hydra_sweep_runner, tmp_path, f"hydra/sweeper/sampler={sampler}", "hydra.sweeper.sampler.seed=3",
+                    *keys, *space, "hydra.sweeper.n_trials=5", "hydra.sweeper.n_jobs=1",
+                    f"hydra.sweeper.storage={storage}")
+    trials = trials_of(storage)
+    assert len(trials) == 5 and {t.state for t in trials} == {TrialState.COMPLETE}
+    assert returns["best_value"] == min(t.value for t in trials)
+    assert len({t.params["x"] for t in trials}) > 1  # it searched
 
 
 # Each trial reports x² · (1 + 1/step) for steps 1..5 (the sphere app's +curve). The random sampler, seed 2, draws

@@ -33,13 +33,15 @@ class SearchPlan:
 
     @classmethod
     def build(cls, arguments: Sequence[str], params: Mapping[str, Any], arms: Mapping[str, str] | None,
-              trial_overrides: list[str], final_overrides: list[str] | None) -> "SearchPlan":
-        """``params`` and ``arms`` from the sweeper's config, ``arguments`` from the command line (which wins)."""
+              trial_overrides: list[str], final_overrides: list[str] | None,
+              last_override_wins: bool = False) -> "SearchPlan":
+        """``params`` and ``arms`` from the sweeper's config, ``arguments`` from the command line (which wins
+        among overrides of one kind; a fixed value beats a search unless ``last_override_wins``)."""
         # a null entry drops a param (an experiment narrowing the search space it builds on)
         params_conf = [f"{k}={v}" for k, v in params.items() if v is not None]
         arms_conf = [f"{k}={v}" for k, v in (arms or {}).items()]
         rest, arm_list = optuna_space.take_arms([*params_conf, *arms_conf, *arguments], list(arms or {}))
-        space, fixed_values = optuna_space.split_overrides(rest)
+        space, fixed_values = optuna_space.split_overrides(rest, last_wins=last_override_wins)
         fixed = [text for _, text in fixed_values.values()]
         forced = {override_key(o): o for o in trial_overrides}
         for key in space:
@@ -53,6 +55,16 @@ class SearchPlan:
                 log.warning("%s is replaced by %s in every search trial (hydra.sweeper.trial_overrides)",
                             item, forced[key])
         return cls(space, fixed, arm_list, list(trial_overrides), final_overrides)
+
+    def fixed_values(self) -> dict[str, str]:
+        """The fixed overrides' keys (as written) and values, deletions apart: what each trial records in its
+        user attributes, as Hydra's plugin did, for a ``custom_search_space`` function to look at."""
+        values = {}
+        for item in self.fixed:
+            key, sep, value = item.partition("=")
+            if sep and not key.startswith("~"):
+                values[key] = value
+        return values
 
     @staticmethod
     def arm_label(arm: Sequence[str]) -> str:

@@ -6,7 +6,7 @@ import copy
 import functools
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import optuna
@@ -37,6 +37,11 @@ class SearchSettings(Protocol):
     n_trials: int
     n_jobs: int
     max_failure_rate: float
+    failure_rate_over: str  # "batch" (Hydra's plugin) or "run"
+    grid_includes_stop: bool
+    # called as f(config, trial) after the space is sampled, to suggest more params (Hydra's plugin)
+    custom_search_space: Callable[[Any, optuna.Trial], None] | None
+    config: Any
     final_overrides: list[str] | None
 
     def launch(self, jobs: list[list[str]]) -> Sequence[Any]: ...
@@ -93,14 +98,17 @@ class SweepRun:
     def _sampler(self) -> Any:
         sampler = self.sweeper.sampler
         if _is_grid(sampler):
-            grid = {name: optuna_space.grid_values(name, d) for name, d in self.plan.space.items()}
-            return sampler(search_space=grid)
+            return sampler(search_space=self._grid())
         return copy.deepcopy(sampler)  # each study draws from its own copy (same seed, same sequence)
+
+    def _grid(self) -> dict[str, list[Any]]:
+        return {name: optuna_space.grid_values(name, d, self.sweeper.grid_includes_stop)
+                for name, d in self.plan.space.items()}
 
     def _trials_to_ask(self) -> int:
         n = self.sweeper.n_trials
         if _is_grid(self.sweeper.sampler):
-            size = optuna_space.grid_size({k: optuna_space.grid_values(k, d) for k, d in self.plan.space.items()})
+            size = optuna_space.grid_size(self._grid())
             if size < n:
                 log.info("the grid has %d points: asking %d trials instead of %d", size, size, n)
             n = min(n, size)
@@ -128,7 +136,10 @@ class SweepRun:
             for trial in trials:
                 claim(trial)
             told: dict[int, TrialState] = {}
+            start = len(self.outcomes)
             try:
+                for trial in trials:
+                    self._configure(trial)
                 rows.extend(self._run_batch(arm, study, trials, told))
             finally:  # interrupted or broken: no trial of this batch stays RUNNING in the storage
                 for trial in trials:
@@ -139,9 +150,25 @@ class SweepRun:
                         self.tracking.mirror_states(study.study_name, told)
                     except Exception as err:  # a missing tag must not end a search
                         log.warning("could not tag the trials' MLflow runs with their Optuna state: %s", err)
-            self._check_failure_rate()
+            self._check_failure_rate(self.outcomes[start:])
             to_go -= size
         return rows
+
+    def _configure(self, trial: optuna.Trial) -> None:
+        """Hydra's plugin's order: the space (sampled by ``ask``), the fixed values as user attributes, then
+        the ``custom_search_space`` function, which may not suggest a fixed key."""
+        fixed = self.plan.fixed_values()
+        for key, value in fixed.items():
+            trial.set_user_attr(key, mask_userinfo(value))
+        extend = self.sweeper.custom_search_space
+        if extend is None:
+            return
+        extend(self.sweeper.config, trial)
+        overlap = sorted(set(trial.params) & set(fixed))
+        if overlap:
+            raise UserError(f"hydra.sweeper.custom_search_space suggests {', '.join(overlap)}, which "
+                            f"{'is' if len(overlap) == 1 else 'are'} fixed by the overrides "
+                            f"({' '.join(f'{k}={fixed[k]}' for k in overlap)}); drop one of the two.")
 
     def _run_batch(self, arm: list[str], study: optuna.Study, trials: list[optuna.Trial],
                    told: dict[int, TrialState]) -> list[JobRow]:
@@ -201,15 +228,21 @@ class SweepRun:
         else:
             log.warning("%s — %s", head, outcome.detail)
 
-    def _check_failure_rate(self) -> None:
-        rate = optuna_outcome.failure_rate(self.outcomes)
+    def _check_failure_rate(self, batch: Sequence[TrialOutcome]) -> None:
+        """Stop when more than ``max_failure_rate`` of the batch (Hydra's plugin) or of the run crashed,
+        raising the first crashed job's own exception, as the plugin did."""
+        judged = list(batch) if self.sweeper.failure_rate_over == "batch" else self.outcomes
+        rate = optuna_outcome.failure_rate(judged)
         if rate > self.sweeper.max_failure_rate:
-            crashed = sum(o.is_failure for o in self.outcomes)
-            message = (f"{crashed} of {len(self.outcomes)} trials crashed ({rate:.0%}), more than "
-                       f"hydra.sweeper.max_failure_rate={self.sweeper.max_failure_rate} allows; the sweep stops "
-                       "(the tracebacks are in the log above)")
-            log.error(message)
-            raise RuntimeError(message)
+            crashed = [o for o in judged if o.is_failure]
+            where = "of this batch" if self.sweeper.failure_rate_over == "batch" else "of this run"
+            log.error("%d of %d trials %s crashed (%.0f%%), more than hydra.sweeper.max_failure_rate=%s allows; "
+                      "the sweep stops with the first crash's error (the tracebacks are in the log above)",
+                      len(crashed), len(judged), where, 100 * rate, self.sweeper.max_failure_rate)
+            error = crashed[0].error
+            if error is None:  # an outcome built without its exception
+                raise RuntimeError(crashed[0].detail)
+            raise error
 
     def _log_best(self, study: optuna.Study) -> None:
         if len(study.directions) > 1:
@@ -252,6 +285,11 @@ class SweepRun:
                 self._log_outcome(study, best.number, best.params, outcome, final=True)
                 rows.append(trial_row(best.number, best.params, outcome, prefix=f"{study.study_name}: "))
         print_summary(rows, title="final stage: each study's best params again")
+
+    def studies_without_completed_trial(self) -> list[str]:
+        """The single-objective studies with no best trial (a multi-objective study's front may be empty)."""
+        return [study.study_name for _, study in self.studies
+                if len(study.directions) == 1 and _best_trial(study) is None]
 
     def final_crashed(self) -> bool:
         return any(o.kind == "crashed" for o in self.final_outcomes.values())

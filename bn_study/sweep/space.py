@@ -16,13 +16,22 @@ anything else (``epochs=3``)       fixed: passed to every trial as written, not 
 
 Optuna's bounds are closed, and Hydra's Optuna plugin handed ``range``'s stop to Optuna as ``high``, so
 ``range(1, 3)`` searches 1, 2 *and* 3 — unlike the grid sweeper's ``range``, which stops before 3. This
-sweeper keeps the plugin's reading (a search space written for it means the same here), and its grid
-sampler enumerates exactly the points the distribution holds (the plugin dropped the last one there).
+sweeper keeps the plugin's reading (a search space written for it means the same here). Its grid sampler,
+like the plugin's, takes the points *before* ``high`` (``range(1, 3)`` → 1, 2, as Python's range would;
+``hydra.sweeper.grid_includes_stop=true`` walks every point the distribution holds).
+
+When a key is both fixed and searched (``x: 5`` in ``hydra.sweeper.params``, ``x=choice(1,2)`` on the
+command line), the fixed value wins wherever it was written, as in the plugin;
+``hydra.sweeper.last_override_wins=true`` lets the later override win whatever its kind.
+
+``create_optuna_distribution_from_override`` and ``create_params_from_overrides`` are the plugin's
+functions, with its signatures and return values, for code written against them.
 """
 
 import itertools
+import logging
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -31,6 +40,8 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 
 from bn_study.errors import UserError
 from bn_study.util.overrides import bare_key, override_key
+
+log = logging.getLogger(__name__)
 
 CATEGORY_TYPES = (str, int, float, bool, type(None))
 
@@ -98,32 +109,65 @@ def _check_bounds(given: str, low: Any, high: Any, *, step: Any = None, log: boo
                         "e.g. tag(log, interval(1e-4, 1)).")
 
 
-def params_from_overrides(arguments: Sequence[str]) -> tuple[dict[str, BaseDistribution], dict[str, str | None]]:
-    """Split overrides into the search space and the fixed values (``None`` for a deletion, ``~key``)."""
-    space, fixed = split_overrides(arguments)
-    return space, {name: value for name, (value, _) in fixed.items()}
+def create_optuna_distribution_from_override(override: Override) -> Any:
+    """Hydra's Optuna plugin's function: the distribution of a sweep override, or a fixed override's value
+    as written (a string)."""
+    distribution = distribution_from_override(override)
+    return override.get_value_element_as_str() if distribution is None else distribution
 
 
-def split_overrides(arguments: Sequence[str]) -> tuple[dict[str, BaseDistribution], dict[str, tuple[str | None, str]]]:
-    """The search space, and each fixed override's value and text as the user wrote it.
+def create_params_from_overrides(arguments: list[str]) -> tuple[dict[str, BaseDistribution], dict[str, Any], list[str]]:
+    """Hydra's Optuna plugin's function: the search space, the fixed values (strings, as written) and the
+    deletions (``~key``, ``~key=value``, as written). A key keeps its last override of each kind; the sweep
+    then drops fixed keys from the space (``split_overrides``)."""
+    space: dict[str, BaseDistribution] = {}
+    fixed: dict[str, Any] = {}
+    deletions: list[str] = []
+    for override in OverridesParser.create().parse_overrides(list(arguments)):
+        if override.is_delete():
+            deletions.append(_written(override))
+            continue
+        value = create_optuna_distribution_from_override(override)
+        if isinstance(value, BaseDistribution):
+            space[override.get_key_element()] = value
+        else:
+            fixed[override.get_key_element()] = value
+    return space, fixed, deletions
 
-    A later override of a key replaces an earlier one, whatever its kind: the command line comes
-    after ``hydra.sweeper.params``, so ``y=0`` on the command line fixes a ``y`` the config searches.
+
+def split_overrides(arguments: Sequence[str], last_wins: bool = False
+                    ) -> tuple[dict[str, BaseDistribution], dict[str, tuple[str | None, str]]]:
+    """The search space, and each fixed override's value and text as the user wrote it (a deletion's value
+    is ``None`` unless it names one, ``~key=value``).
+
+    ``+x``, ``++x`` and ``x`` are one key. A key that is fixed anywhere is not searched (Hydra's plugin);
+    with ``last_wins``, a later override of a key replaces an earlier one, whatever its kind.
     """
     space: dict[str, BaseDistribution] = {}
     fixed: dict[str, tuple[str | None, str]] = {}
+    shadowed: dict[str, str] = {}  # searched key → the text of its search, where a fixed value won
     for override in OverridesParser.create().parse_overrides(list(arguments)):
         name = override.get_key_element()
-        for table in (space, fixed):
+        distribution = distribution_from_override(override)
+        searched_after_fixed = distribution is not None and not last_wins and \
+            any(bare_key(k) == bare_key(name) for k in fixed)
+        if searched_after_fixed:
+            shadowed[bare_key(name)] = _written(override)
+            continue
+        tables = (space, fixed) if last_wins or distribution is None else (space,)
+        for table in tables:
             for other in [k for k in table if bare_key(k) == bare_key(name)]:
                 del table[other]
-        distribution = distribution_from_override(override)
         if distribution is not None:
             space[name] = distribution
         else:
             value = None if override.is_delete() and override.value() is None \
                 else override.get_value_element_as_str()
             fixed[name] = (value, override.input_line or as_override(name, value))
+    for key, search in shadowed.items():
+        kept = next(text for k, (_, text) in fixed.items() if bare_key(k) == key)
+        log.warning("%s is not searched: %s fixes it (hydra.sweeper.last_override_wins=true lets the later "
+                    "override win)", search, kept)
     return space, fixed
 
 
@@ -153,15 +197,38 @@ def merge_overrides(*layers: Iterable[str]) -> list[str]:
     return list(merged.values())
 
 
-def grid_values(name: str, distribution: BaseDistribution) -> list[Any]:
-    """Every point of a discrete distribution, for Optuna's GridSampler."""
+def load_custom_search_space(path: str | None) -> Callable[[Any, Any], None] | None:
+    """The function ``hydra.sweeper.custom_search_space`` names, called as f(config, trial) after the space is
+    sampled. A leading "." (the plugin's README writes ``.custom-search-space-objective.configure``) is dropped:
+    the module is then found on sys.path, where the app's own directory is when it runs as a script."""
+    if not path:
+        return None
+    from hydra.utils import get_method
+
+    try:
+        return get_method(str(path).lstrip("."))
+    except Exception as err:
+        cause = err.__cause__ or err
+        reason = str(cause).splitlines()[0] if str(cause) else ""
+        raise UserError(f"hydra.sweeper.custom_search_space={path!r} cannot be loaded ({type(cause).__name__}: "
+                        f"{reason}); give the dotted path of a function f(cfg, trial), e.g. my_app.configure.") from None
+
+
+def grid_values(name: str, distribution: BaseDistribution, includes_stop: bool = False) -> list[Any]:
+    """The points of a discrete distribution for Optuna's GridSampler: every choice; of a range, the
+    points from ``low`` in steps before ``high`` (Hydra's plugin), or up to and including it."""
     if isinstance(distribution, CategoricalDistribution):
         return list(distribution.choices)
-    if isinstance(distribution, IntDistribution) and not distribution.log:
-        return list(range(distribution.low, distribution.high + 1, distribution.step))
-    if isinstance(distribution, FloatDistribution) and distribution.step is not None:
-        count = math.floor((distribution.high - distribution.low) / distribution.step + 1e-9) + 1
-        return [distribution.low + i * distribution.step for i in range(count)]
+    if isinstance(distribution, (IntDistribution, FloatDistribution)) and distribution.step is not None:
+        low, high, step = distribution.low, distribution.high, distribution.step
+        if includes_stop:
+            count = math.floor((high - low) / step + 1e-9) + 1
+        else:
+            count = int((high - low) // step)  # the plugin's count, float rounding included
+        if count < 1:
+            raise UserError(f"{name}: the grid has no point from {low} before {high} in steps of {step}; "
+                            "widen the range, or set hydra.sweeper.grid_includes_stop=true to include its stop.")
+        return [low + i * step for i in range(count)]
     raise UserError(f"{name}: the grid sampler needs discrete values (choice, range, int(interval)), "
                     f"not {distribution}.")
 

@@ -16,7 +16,7 @@ are read here. Kinds of outcome:
 import math
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
@@ -40,6 +40,7 @@ class TrialOutcome:
     detail: str = ""
     traceback: str | None = None
     job_status: str = ""  # bn_study's JobOutcome.status (finished, skipped, resumed, diverged), if any
+    error: BaseException | None = field(default=None, compare=False)  # a crashed job's own exception
 
     @property
     def is_failure(self) -> bool:
@@ -53,7 +54,7 @@ def classify(ret: JobReturn, n_objectives: int = 1) -> TrialOutcome:
             return TrialOutcome("pruned", TrialState.PRUNED, None, str(value))
         # a store that cannot be written (a full disk) is said in its one line: its traceback tells nothing more
         return TrialOutcome("crashed", TrialState.FAIL, None, f"{type(value).__name__}: {value}",
-                            None if isinstance(value, StoreError) else job_traceback(value))
+                            None if isinstance(value, StoreError) else job_traceback(value), error=value)
     job_status = str(getattr(value, "status", ""))
     values = _as_floats(value, n_objectives)
     if values is None:

@@ -30,15 +30,26 @@ class SamplerConf:
     seed: Optional[int] = None
 
 
+# The samplers take the keys of Hydra's Optuna plugin, with its defaults (TPE multivariate=false); None
+# leaves a key to Optuna's own default. The ones the plugin lacked (TPE group, constraints_func; CMA-ES popsize,
+# with_margin, lr_adapt; NSGA-II crossover) are Optuna 5's arguments, with Optuna's defaults.
+
 @dataclass
 class TPESamplerConf(SamplerConf):
     _target_: str = "optuna.samplers.TPESampler"
+    consider_prior: Optional[bool] = None
+    prior_weight: Optional[float] = None
+    consider_magic_clip: Optional[bool] = None
+    consider_endpoints: Optional[bool] = None
     n_startup_trials: int = 10
     n_ei_candidates: int = 24
-    multivariate: Optional[bool] = None
+    # false: each parameter modelled on its own, as in Hydra's plugin (Optuna 5 alone would model them jointly)
+    multivariate: Optional[bool] = False
+    warn_independent_sampling: Optional[bool] = None
     group: bool = False
-    # Trials running in parallel count as "probably bad" while TPE picks the next point.
+    # Trials running in parallel count as "probably bad" while TPE picks the next point (Optuna 5's default).
     constant_liar: bool = True
+    constraints_func: Optional[Any] = None
 
 
 @dataclass
@@ -48,11 +59,22 @@ class RandomSamplerConf(SamplerConf):
 
 @dataclass
 class CmaEsSamplerConf(SamplerConf):
+    # needs the `cmaes` package, a dependency of bn_study
     _target_: str = "optuna.samplers.CmaEsSampler"
+    x0: Optional[Dict[str, Any]] = None
+    sigma0: Optional[float] = None
     n_startup_trials: int = 1
+    independent_sampler: Optional[Any] = None
     warn_independent_sampling: bool = True
     consider_pruned_trials: bool = False
+    restart_strategy: Optional[Any] = None
+    popsize: Optional[int] = None
+    # -1: Optuna's default; the plugin's 2 is deprecated in Optuna 5 along with restart_strategy
+    inc_popsize: int = -1
     use_separable_cma: bool = False
+    with_margin: bool = False
+    lr_adapt: bool = False
+    source_trials: Optional[Any] = None
 
 
 @dataclass
@@ -60,6 +82,9 @@ class QMCSamplerConf(SamplerConf):
     _target_: str = "optuna.samplers.QMCSampler"
     qmc_type: str = "sobol"
     scramble: bool = False
+    independent_sampler: Optional[Any] = None
+    warn_asynchronous_seeding: bool = True
+    warn_independent_sampling: bool = True
 
 
 @dataclass
@@ -67,8 +92,27 @@ class NSGAIISamplerConf(SamplerConf):
     _target_: str = "optuna.samplers.NSGAIISampler"
     population_size: int = 50
     mutation_prob: Optional[float] = None
+    crossover: Optional[Any] = None
     crossover_prob: float = 0.9
     swapping_prob: float = 0.5
+    constraints_func: Optional[Any] = None
+
+
+@dataclass
+class GPSamplerConf(SamplerConf):
+    # Gaussian-process Bayesian optimisation; needs torch and scipy, both dependencies of bn_study
+    _target_: str = "optuna.samplers.GPSampler"
+    independent_sampler: Optional[Any] = None
+    n_startup_trials: int = 10
+    deterministic_objective: bool = False
+    constraints_func: Optional[Any] = None
+    warn_independent_sampling: bool = True
+
+
+@dataclass
+class MOTPESamplerConf(SamplerConf):
+    # Optuna 4.0 removed MOTPESampler; choosing it says so, in the plugin's words, and names the way out
+    _target_: str = "bn_study.sweep.samplers.motpe_removed"
 
 
 @dataclass
@@ -149,11 +193,25 @@ class OptunaSweeperConf:
     n_trials: int = 20
     # Trials per batch, launched together (in parallel with hydra/launcher=joblib).
     n_jobs: int = 2
-    # Stop the sweep when more than this fraction of its trials crashed (raised an exception).
+    # Stop the sweep when more than this fraction of a batch's trials crashed (raised an exception); the
+    # sweep ends with the first crashed job's own error.
     max_failure_rate: float = 0.0
+    # batch: the fraction of each batch of n_jobs trials (Hydra's plugin); run: of all this run's trials so far.
+    failure_rate_over: str = "batch"
+    # A single-objective study with no completed trial at the end is an error (exit 1), as in the plugin;
+    # false: exit 0 with best_params: null in optimization_results.yaml.
+    require_completed: bool = True
     # The search space in Hydra's override grammar, e.g. {optimizer.lr: "tag(log, interval(1e-4, 1))"};
     # a plain value is passed to every trial, null drops the key.
     params: Optional[Dict[str, Any]] = None
+    # A key both fixed and searched is fixed, wherever each was written (the plugin); true: the later
+    # override wins whatever its kind (x=choice(1,2) on the command line searches an x that params fixes).
+    last_override_wins: bool = False
+    # The dotted path of a function f(cfg, trial) that suggests more params after the space is sampled
+    # (Hydra's plugin's custom_search_space), e.g. my_app.configure.
+    custom_search_space: Optional[str] = None
+    # The grid sampler walks a range's points before its stop (the plugin); true: up to and including it.
+    grid_includes_stop: bool = False
     # Stops hopeless trials from the values jobs report per epoch (bn_study does); null = no pruning.
     pruner: Any = MISSING
     # Appended to every search trial's overrides, winning over the command line (data.val=holdout).
@@ -168,7 +226,8 @@ class OptunaSweeperConf:
 _store = ConfigStore.instance()
 _store.store(group="hydra/sweeper", name="optuna", node=OptunaSweeperConf, provider="bn_study")
 for _name, _node in (("tpe", TPESamplerConf), ("random", RandomSamplerConf), ("cmaes", CmaEsSamplerConf),
-                     ("qmc", QMCSamplerConf), ("nsgaii", NSGAIISamplerConf), ("grid", GridSamplerConf)):
+                     ("qmc", QMCSamplerConf), ("nsgaii", NSGAIISamplerConf), ("gp", GPSamplerConf),
+                     ("grid", GridSamplerConf), ("motpe", MOTPESamplerConf)):
     _store.store(group="hydra/sweeper/sampler", name=_name, node=_node, provider="bn_study")
 for _name, _node in (("median", MedianPrunerConf), ("percentile", PercentilePrunerConf), ("nop", NopPrunerConf),
                      ("successive_halving", SuccessiveHalvingPrunerConf), ("hyperband", HyperbandPrunerConf),

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DIRECTIONS = ("minimize", "maximize")
+FAILURE_RATE_OVER = ("batch", "run")
 RESULTS_FILE = "optimization_results.yaml"
 
 
@@ -78,7 +79,9 @@ class OptunaSweeper(Sweeper):
     def __init__(self, sampler: Any, direction: Any, storage: str | None, study_name: str | None,
                  n_trials: int, n_jobs: int, max_failure_rate: float = 0.0, params: Any = None,
                  pruner: Any = None, trial_overrides: Sequence[str] = (), arms: Any = None,
-                 final: Any = None) -> None:
+                 final: Any = None, custom_search_space: str | None = None, failure_rate_over: str = "batch",
+                 grid_includes_stop: bool = False, last_override_wins: bool = False,
+                 require_completed: bool = True) -> None:
         self.sampler = sampler
         self.directions = _directions(direction)
         self.storage_spec = storage
@@ -90,6 +93,16 @@ class OptunaSweeper(Sweeper):
             raise UserError(f"hydra.sweeper.max_failure_rate={max_failure_rate!r} is not allowed; "
                             "it must be a number from 0.0 to 1.0.")
         self.max_failure_rate = float(max_failure_rate)
+        if failure_rate_over not in FAILURE_RATE_OVER:
+            raise UserError(f"hydra.sweeper.failure_rate_over={failure_rate_over!r} is not allowed; choose "
+                            "batch (each batch of n_jobs trials, as Hydra's plugin) or run (all trials so far).")
+        self.failure_rate_over = str(failure_rate_over)
+        from bn_study.sweep.space import load_custom_search_space
+
+        self.custom_search_space = load_custom_search_space(custom_search_space)
+        self.grid_includes_stop = bool(grid_includes_stop)
+        self.last_override_wins = bool(last_override_wins)
+        self.require_completed = bool(require_completed)
         self.params = _plain(params) or {}
         if pruner is None:
             import optuna
@@ -120,7 +133,8 @@ class OptunaSweeper(Sweeper):
 
         assert self.config is not None and self.launcher is not None
         config = self.config
-        plan = SearchPlan.build(arguments, self.params, self.arms, self.trial_overrides, self.final_overrides)
+        plan = SearchPlan.build(arguments, self.params, self.arms, self.trial_overrides, self.final_overrides,
+                                last_override_wins=self.last_override_wins)
         project = is_bn_study(config)
         if project:
             # every mistake a user can make stops here, before a study, a file or a run exists; searches that
@@ -141,14 +155,22 @@ class OptunaSweeper(Sweeper):
             raise
         results = run.results()
         OmegaConf.save(OmegaConf.create(results), Path(str(config.hydra.sweep.dir)) / RESULTS_FILE)
-        failed = run.final_crashed()
+        final_crashed = run.final_crashed()
+        empty = run.studies_without_completed_trial() if self.require_completed else []
         if tracking is not None:
             tracking.log_results(results)
             tracking.set_tags({f"trials_{state}": n for state, n in run.state_counts().items()})
-            tracking.finish(failed=failed)
-        if failed:
+            tracking.finish(failed=final_crashed or bool(empty))
+        if final_crashed:
             log.error("a final-stage job crashed; see its traceback above")
             raise SystemExit(1)
+        if empty:
+            from bn_study.errors import SweepFailed
+
+            # Hydra's plugin ended here with Optuna's "No trials are completed yet" and exit 1
+            raise SweepFailed(f"no trials are completed yet in study {', '.join(map(repr, empty))}: there is no best "
+                              f"trial ({RESULTS_FILE} says best_params: null; hydra.sweeper.require_completed=false "
+                              "ends such a sweep with exit 0)")
         return None
 
     def _start(self, plan: "SearchPlan", project: bool) -> "SweepRun":

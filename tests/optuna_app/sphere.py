@@ -1,16 +1,20 @@
-"""A tiny Hydra app for the Optuna sweeper's tests: Hydra's Optuna-plugin example, plus knobs to crash,
-diverge, or report a learning curve to the trial (as bn_study's epochs do)."""
+"""A tiny Hydra app for the Optuna sweeper's tests: Hydra's Optuna-plugin example, plus knobs to crash (always,
+or from a trial number on), diverge, or report a learning curve to the trial (as bn_study's epochs do)."""
 
 from __future__ import annotations
 
 import math
+import os
 
 import hydra
 from omegaconf import DictConfig
 
 
 def sphere(cfg: DictConfig) -> float:
-    if cfg.get("error", False):
+    from bn_study.sweep.trial import TRIAL_ENV
+
+    crash_from = cfg.get("error_from_trial")
+    if cfg.get("error", False) or (crash_from is not None and int(os.environ.get(TRIAL_ENV, -1)) >= crash_from):
         raise RuntimeError("cfg.error is True")
     value = float(cfg.x) ** 2 + float(cfg.y) ** 2
     nan_above = cfg.get("nan_above")
