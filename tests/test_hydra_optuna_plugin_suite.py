@@ -231,3 +231,53 @@ def test_example_with_removed_motpe(tmp_path: Path) -> None:
     assert "motpe" in done.stderr
     assert "sampler was removed in Optuna 4.0" in done.stderr
     assert not (tmp_path / "optimization_results.yaml").exists()
+
+
+# Beyond the suite: the same seed gives the plugin's trials. A search the plugin runs asks a batch of n_jobs
+# trials, suggests the space's params in the order they were written, then tells the batch; replaying that loop
+# with the plugin's sampler defaults (TPE multivariate=false) must give exactly the trials this sweeper ran.
+# RECORDED: the plugin's own trials (HEAD, on Optuna 5.0.0), run beside this sweeper on these apps.
+RECORDED = {
+    ("tpe", 1): [(2.5, 5), (2.5, 0), (0.0, 5), (-0.5, 5), (-3.5, 5), (1.5, -5), (2.5, 0), (-2.5, -5), (-1.0, -5),
+                 (-1.0, 0), (5.5, 0), (5.0, 0), (-5.0, 0), (3.5, 0), (1.0, 0), (-2.0, 0), (0.5, 0), (-4.0, 0),
+                 (-1.5, 0), (1.0, -5)],
+    ("tpe", 2): [(2.5, 5), (2.5, 0), (0.0, 5), (-0.5, 5), (-3.5, 5), (1.5, -5), (2.5, 0), (-2.5, -5), (-1.0, -5),
+                 (-1.0, 0), (5.5, 0), (-5.0, 0), (5.0, 0), (3.5, 0), (1.0, 0), (-2.0, 0), (0.5, 0), (-5.5, 0),
+                 (0.5, 0), (-1.5, -5)],
+    ("random", 1): [(2.5, 5), (2.5, 0), (0.0, 5), (-0.5, 5), (-3.5, 5)],
+}
+
+
+def plugin_replay(sampler: optuna.samplers.BaseSampler, n_trials: int, n_jobs: int) -> list[tuple]:
+    space = {"x": FloatDistribution(-5.5, 5.5, step=0.5), "y": CategoricalDistribution([-5, 0, 5])}
+    study = optuna.create_study(sampler=sampler)
+    drawn = []
+    while len(drawn) < n_trials:
+        batch = [study.ask() for _ in range(min(n_jobs, n_trials - len(drawn)))]
+        for trial in batch:
+            for name, distribution in space.items():
+                trial._suggest(name, distribution)
+        for trial in batch:
+            study.tell(trial, trial.params["x"] ** 2 + trial.params["y"] ** 2)
+            drawn.append((trial.params["x"], trial.params["y"]))
+    return drawn
+
+
+@pytest.mark.parametrize("sampler, n_jobs", [("tpe", 1), ("tpe", 2), ("random", 1)])
+def test_the_same_seed_gives_the_plugins_trials(tmp_path: Path, sampler: str, n_jobs: int) -> None:
+    storage = f"sqlite:///{tmp_path / 'test.db'}"
+    n_trials = 20 if sampler == "tpe" else 5
+    done = run_example("sphere.py", "--multirun", f"hydra.sweep.dir={tmp_path}", f"hydra/sweeper/sampler={sampler}",
+                       "hydra.sweeper.sampler.seed=123", f"hydra.sweeper.n_trials={n_trials}",
+                       f"hydra.sweeper.n_jobs={n_jobs}", f"hydra.sweeper.storage={storage}",
+                       "hydra.sweeper.study_name=same")
+    assert done.returncode == 0, done.stderr[-3000:]
+    trials = optuna.load_study(storage=storage, study_name="same").trials
+    ran = [(t.params["x"], t.params["y"]) for t in trials]
+    make = {"tpe": lambda: optuna.samplers.TPESampler(seed=123, multivariate=False),
+            "random": lambda: optuna.samplers.RandomSampler(seed=123)}[sampler]
+    assert ran == plugin_replay(make(), n_trials, n_jobs)
+    if optuna.__version__.startswith("5.0."):  # where the plugin's own run was recorded
+        assert ran == RECORDED[(sampler, n_jobs)]
+    best = results(tmp_path)
+    assert best["best_value"] == min(x * x + y * y for x, y in ran)
