@@ -84,7 +84,8 @@ def run_case(name: str, python: str, pythonpath: str, out: Path) -> dict[str, An
 
         loaded = yaml.safe_load(results_file.read_text())
         results = {k: loaded.get(k) for k in ("name", "best_params", "best_value", "solutions") if k in loaded}
-    last = [line for line in done.stderr.splitlines() if line.strip()][-1:] or [""]
+    said = [line for line in done.stderr.splitlines() if line.strip() and "HYDRA_FULL_ERROR" not in line]
+    last = said[-1:] or [""]
     return {"rc": done.returncode, "trials": trials, "results": results, "last_stderr_line": last[0][:200]}
 
 

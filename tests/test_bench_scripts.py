@@ -67,3 +67,20 @@ def test_disagreement_beyond_the_seed_spread_is_reported(tmp_path: Path) -> None
 
 def test_gpu_check_script_parses() -> None:
     assert subprocess.run(["bash", "-n", str(REPO / "bench" / "gpu_check.sh")]).returncode == 0
+
+
+def test_plugin_parity_bench_compares_two_sweepers_case_by_case(tmp_path: Path) -> None:
+    # Hydra's plugin cannot be installed here (its release pins optuna<3): an empty plugin directory leaves
+    # this project's sweeper on both sides, which must then agree on every trial and result
+    (tmp_path / "plugin" / "hydra_plugins" / "hydra_optuna_sweeper").mkdir(parents=True)
+    out = tmp_path / "parity.json"
+    proc = subprocess.run([sys.executable, "bench/plugin_parity.py", "--plugin-python", sys.executable,
+                           "--plugin-path", str(tmp_path / "plugin"), "--only", "grid10", "failure05",
+                           "--json", str(out)], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.splitlines()[2:] == ["| grid10 | 0 | 0 | 8 | 8 | yes | yes |",
+                                            "| failure05 | 1 | 1 | 2 | 2 | yes | yes |"]
+    record = json.loads(out.read_text())
+    assert record["grid10"]["plugin"]["results"]["best_value"] == 1.0
+    assert record["failure05"]["bn_study"]["trials"][0][1] == "FAIL"
+    assert record["failure05"]["bn_study"]["last_stderr_line"] == "RuntimeError: cfg.error is True"
