@@ -16,6 +16,7 @@ from bn_study.errors import UserError
 from bn_study.sweep import trial_outcome as optuna_outcome, space as optuna_space, storage as optuna_storage
 from bn_study.sweep.trial_outcome import TrialOutcome
 from bn_study.sweep.plan import SearchPlan
+from bn_study.sweep.results import best_trial, results_document
 from bn_study.sweep.stale_trials import claim, retry_orphaned_trials
 from bn_study.sweep.storage import check_direction
 from bn_study.sweep.summary import JobRow, print_summary, trial_row
@@ -235,20 +236,17 @@ class SweepRun:
         rate = optuna_outcome.failure_rate(judged)
         if rate > self.sweeper.max_failure_rate:
             crashed = [o for o in judged if o.is_failure]
-            where = "of this batch" if self.sweeper.failure_rate_over == "batch" else "of this run"
-            log.error("%d of %d trials %s crashed (%.0f%%), more than hydra.sweeper.max_failure_rate=%s allows; "
-                      "the sweep stops with the first crash's error (the tracebacks are in the log above)",
-                      len(crashed), len(judged), where, 100 * rate, self.sweeper.max_failure_rate)
-            error = crashed[0].error
-            if error is None:  # an outcome built without its exception
-                raise RuntimeError(crashed[0].detail)
-            raise error
+            log.error("%d of %d trials of this %s crashed (%.0f%%), more than hydra.sweeper.max_failure_rate=%s "
+                      "allows; the sweep stops with the first crash's error (the tracebacks are in the log above)",
+                      len(crashed), len(judged), self.sweeper.failure_rate_over, 100 * rate,
+                      self.sweeper.max_failure_rate)
+            raise crashed[0].error or RuntimeError(crashed[0].detail)  # an outcome built without its exception
 
     def _log_best(self, study: optuna.Study) -> None:
         if len(study.directions) > 1:
             log.info("study %r: %d Pareto-optimal trials", study.study_name, len(study.best_trials))
             return
-        best = _best_trial(study)
+        best = best_trial(study)
         if best is None:
             log.warning("study %r has no completed trial yet", study.study_name)
             return
@@ -266,7 +264,7 @@ class SweepRun:
             return
         pending = []
         for arm, study in self.studies:
-            best = _best_trial(study)
+            best = best_trial(study)
             if best is None:
                 log.warning("study %r has no completed trial: no final run for it", study.study_name)
                 continue
@@ -286,11 +284,6 @@ class SweepRun:
                 rows.append(trial_row(best.number, best.params, outcome, prefix=f"{study.study_name}: "))
         print_summary(rows, title="final stage: each study's best params again")
 
-    def studies_without_completed_trial(self) -> list[str]:
-        """The single-objective studies with no best trial (a multi-objective study's front may be empty)."""
-        return [study.study_name for _, study in self.studies
-                if len(study.directions) == 1 and _best_trial(study) is None]
-
     def final_crashed(self) -> bool:
         return any(o.kind == "crashed" for o in self.final_outcomes.values())
 
@@ -299,35 +292,9 @@ class SweepRun:
 
     def results(self) -> dict[str, Any]:
         """``optimization_results.yaml``: Hydra's Optuna plugin's keys, plus one entry per arm."""
-        out: dict[str, Any] = {"name": "optuna", "storage": self.where}
-        entries = {}
-        for arm, study in self.studies:
-            entry: dict[str, Any] = {"study_name": study.study_name}
-            if len(study.directions) > 1:
-                entry["solutions"] = [{"params": t.params, "values": t.values} for t in study.best_trials]
-            else:
-                best = _best_trial(study)
-                entry["best_params"] = dict(best.params) if best else None
-                entry["best_value"] = best.value if best else None
-                entry["best_trial"] = best.number if best else None
-            final = self.final_outcomes.get(study.study_name)
-            if final is not None:
-                entry["final"] = {"state": final.kind, "values": final.values, "detail": final.detail}
-            entries[self.plan.arm_label(arm)] = entry
-        if len(entries) == 1 and "" in entries:
-            out.update(entries[""])
-        else:
-            out["arms"] = entries
-        out["trials_this_run"] = self.state_counts()
-        return out
+        return results_document(self.studies, self.plan.arm_label, self.where, self.final_outcomes,
+                                self.state_counts())
 
 
 def _is_grid(sampler: Any) -> bool:
     return isinstance(sampler, functools.partial) and sampler.func is optuna.samplers.GridSampler
-
-
-def _best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
-    try:
-        return study.best_trial
-    except ValueError:  # no completed trial
-        return None

@@ -130,6 +130,7 @@ class OptunaSweeper(Sweeper):
 
     def sweep(self, arguments: list[str]) -> None:
         from bn_study.sweep.plan import SearchPlan
+        from bn_study.sweep.results import without_completed_trial
 
         assert self.config is not None and self.launcher is not None
         config = self.config
@@ -156,7 +157,7 @@ class OptunaSweeper(Sweeper):
         results = run.results()
         OmegaConf.save(OmegaConf.create(results), Path(str(config.hydra.sweep.dir)) / RESULTS_FILE)
         final_crashed = run.final_crashed()
-        empty = run.studies_without_completed_trial() if self.require_completed else []
+        empty = without_completed_trial(run.studies) if self.require_completed else []
         if tracking is not None:
             tracking.log_results(results)
             tracking.set_tags({f"trials_{state}": n for state, n in run.state_counts().items()})
