@@ -24,9 +24,13 @@ class SearchPlan:
     """What the sweep will do: the search space, the fixed overrides, the arms, and each job's overrides."""
 
     def __init__(self, space: dict[str, BaseDistribution], fixed: list[str], arms: list[list[str]],
-                 trial_overrides: list[str], final_overrides: list[str] | None) -> None:
+                 trial_overrides: list[str], final_overrides: list[str] | None,
+                 fixed_values: dict[str, str] | None = None) -> None:
         self.space = space
         self.fixed = fixed
+        # the fixed overrides' keys (as written) and values, deletions apart: what each trial records in its
+        # user attributes, as Hydra's plugin did, for a custom_search_space function to look at
+        self.fixed_values = fixed_values or {}
         self.arms = arms
         self.trial_overrides = trial_overrides
         self.final_overrides = final_overrides
@@ -54,17 +58,9 @@ class SearchPlan:
             if key in forced and forced[key] != item:
                 log.warning("%s is replaced by %s in every search trial (hydra.sweeper.trial_overrides)",
                             item, forced[key])
-        return cls(space, fixed, arm_list, list(trial_overrides), final_overrides)
-
-    def fixed_values(self) -> dict[str, str]:
-        """The fixed overrides' keys (as written) and values, deletions apart: what each trial records in its
-        user attributes, as Hydra's plugin did, for a ``custom_search_space`` function to look at."""
-        values = {}
-        for item in self.fixed:
-            key, sep, value = item.partition("=")
-            if sep and not key.startswith("~"):
-                values[key] = value
-        return values
+        values = {name: value for name, (value, _) in fixed_values.items()
+                  if value is not None and not name.startswith("~")}
+        return cls(space, fixed, arm_list, list(trial_overrides), final_overrides, values)
 
     @staticmethod
     def arm_label(arm: Sequence[str]) -> str:

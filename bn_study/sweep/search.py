@@ -158,7 +158,7 @@ class SweepRun:
     def _configure(self, trial: optuna.Trial) -> None:
         """Hydra's plugin's order: the space (sampled by ``ask``), the fixed values as user attributes, then
         the ``custom_search_space`` function, which may not suggest a fixed key."""
-        fixed = self.plan.fixed_values()
+        fixed = self.plan.fixed_values
         for key, value in fixed.items():
             trial.set_user_attr(key, mask_userinfo(value))
         extend = self.sweeper.custom_search_space
