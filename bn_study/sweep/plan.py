@@ -58,7 +58,9 @@ class SearchPlan:
             if key in forced and forced[key] != item:
                 log.warning("%s is replaced by %s in every search trial (hydra.sweeper.trial_overrides)",
                             item, forced[key])
-        values = {name: value for name, (value, _) in fixed_values.items()
+        # the value as the user wrote it: Hydra's own string escapes a URL's colons, which would hide its
+        # password from mask_userinfo
+        values = {name: text.partition("=")[2] for name, (value, text) in fixed_values.items()
                   if value is not None and not name.startswith("~")}
         return cls(space, fixed, arm_list, list(trial_overrides), final_overrides, values)
 
