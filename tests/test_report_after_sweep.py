@@ -11,7 +11,7 @@ from scipy import stats
 
 from bn_study.report.__main__ import main as report_main
 
-SWEEP = ("-m", "+experiment=bn_vs_none", "act=relu", "seeds=[0,1]", "epochs=1", "data.limit_train=500",
+SWEEP = ("-m", "+experiment=bn_vs_none", "act=relu", "seeds=[0,1]", "epochs=1", "data.limit_train=500", "report.sequential=null",
          "probe.samples=100", "tracking.figures=false", "threads=1")
 LABELS = {"none": "relu, no BN", "bn1": "relu, BN after layer 1"}  # conf/experiment/bn_vs_none.yaml
 
@@ -61,7 +61,7 @@ def test_report_of_a_real_sweep_shows_its_runs_numbers(cli, tmp_path, runs_in, m
         assert rows[norm] in text, (rows[norm], text[text.index("## Final metrics"):][:1500])
         # the relu claim's arms: val_acc after epoch 1, per condition
         val_acc = [100 * r.data.metrics["val_acc"] for r in mine]
-        assert f"{label}: {mean_ci(val_acc, 2)} (n=2)" in text
+        assert f"{label}: {mean_ci(val_acc, 2)} (n=2; one run's test-set SE ± " in text
     assert rows["none"].split(" | ")[2] != rows["bn1"].split(" | ")[2]  # the two conditions' test_acc differ
     # the sigmoid conditions of the experiment did not run in this sweep, and the report says so
     assert "(not in this sweep)" in text

@@ -4,15 +4,17 @@ rests on, and each boundary of the rules (a value exactly at the threshold, a CI
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 from scipy import stats as sps
 
-from bn_study.report.claims import (AGREES, FEWER, SPREAD, ClaimResult, PartResult, PublishedResult,
-                                    censored_epochs, compare_published, epochs_to_reach, evaluate, evaluate_part)
+from bn_study.report.claims import ClaimResult, PartResult, evaluate, evaluate_part
+from bn_study.report.epochs import censored_epochs, epochs_to_reach
+from bn_study.report.published import AGREES, CONSISTENT, DISAGREES, FEWER, SPREAD, PublishedResult, compare_published
 from bn_study.report.collect import Condition, override_choices
 from bn_study.report.spec import ClaimSpec, Comparison
-from bn_study.report.stats import (INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Difference, Summary, summarize,
+from bn_study.report.stats import (CONTRADICTED, EXCEEDED, INCONCLUSIVE, SUPPORTED, Difference, Summary, summarize,
                                    welch)
 from test_report_stats import BN, NONE, SEL_BN, SEL_NONE, condition, run
 
@@ -108,10 +110,17 @@ def test_lost_runs_are_counted_per_state_and_the_rest_compared():
     comp = Comparison("better", SEL_BN, SEL_NONE, epoch=1)
     va, vb = a.values("val_acc", 1), b.values("val_acc", 1)
     assert len(va) == 2 and len(vb) == 4
-    assert evaluate_part(comp, [a, b]) == PartResult(
+    part = evaluate_part(comp, [a, b])
+    assert replace(part, with_failures=None) == PartResult(
         comp, a, b, summarize(va), summarize(vb), welch(va, vb), SUPPORTED,
         ("A: 3 of 5 runs did not finish (FAILED 2, KILLED 1) and are left out",
-         "B: 1 of 5 runs did not finish (FAILED 1) and are left out"))
+         "B: 1 of 5 runs did not finish (FAILED 1) and are left out",
+         "this verdict depends on leaving out 3 failed run(s): counted at chance accuracy, it would be inconclusive"))
+    # the sensitivity view puts the 3 FAILED runs back at chance (10 %); the KILLED one stays out
+    w = part.with_failures
+    assert w.a_summary.n == 4 and w.b_summary.n == 5
+    assert sorted(w.a_summary.mean * 4 - 10 * 2 for _ in [0]) == pytest.approx([sum(va)])  # two at 10 %
+    assert w.verdict == INCONCLUSIVE  # A = {91.8, 91.9, 10, 10}: too spread to beat B's 11
 
 
 def test_the_effect_is_a_minus_b_for_accuracies():
@@ -167,31 +176,35 @@ def test_faster_without_censoring_adds_no_note():
     slower = arm(NONE, [epochs(1, 3, 2)] * 5)
     comp = Comparison("faster", SEL_BN, SEL_NONE, threshold=90)
     assert evaluate_part(comp, [FAST, slower]) == PartResult(
-        comp, FAST, slower, exact([1.0] * 5), exact([2.0] * 5), Difference(1.0, 1.0, 1.0, math.inf), SUPPORTED, ())
+        comp, FAST, slower, exact([1.0] * 5), exact([2.0] * 5), Difference(1.0, 1.0, 1.0, math.inf, 0.0, "welch", 10),
+        SUPPORTED, ())
 
 
 def test_faster_than_a_run_that_never_arrives_is_supported_and_says_so():
     comp = Comparison("faster", SEL_BN, SEL_NONE, threshold=90.5)
     assert evaluate_part(comp, [FAST, NEVER]) == PartResult(
-        comp, FAST, NEVER, exact([1.0] * 5), exact([4.0] * 5), Difference(3.0, 3.0, 3.0, math.inf), SUPPORTED,
-        ("runs that never reached 90.5 count as one epoch past the end (A: 0, B: 5)",))
+        comp, FAST, NEVER, exact([1.0] * 5), exact([4.0] * 5), Difference(3.0, 3.0, 3.0, math.inf, 0.0, "welch", 10),
+        SUPPORTED, ("runs that never reached 90.5 count as one epoch past the end (A: 0, B: 5)",),
+        withheld=(CONTRADICTED,))
 
 
 def test_slower_when_the_slow_arm_never_arrives_is_not_supported():
     comp = Comparison("faster", SEL_NONE, SEL_BN, threshold=90)
     assert evaluate_part(comp, [FAST, NEVER]) == PartResult(
-        comp, NEVER, FAST, exact([4.0] * 5), exact([1.0] * 5), Difference(-3.0, -3.0, -3.0, math.inf),
-        NOT_SUPPORTED, ("runs that never reached 90 count as one epoch past the end (A: 5, B: 0)",))
+        comp, NEVER, FAST, exact([4.0] * 5), exact([1.0] * 5), Difference(-3.0, -3.0, -3.0, math.inf, 0.0, "welch", 10),
+        CONTRADICTED, ("runs that never reached 90 count as one epoch past the end (A: 5, B: 0)",),
+        withheld=(EXCEEDED, SUPPORTED))
 
 
 def test_not_faster_is_withheld_when_b_was_censored():
     never_a = arm(BN, [epochs(1, 3, None)] * 5)
     comp = Comparison("faster", SEL_BN, SEL_NONE, threshold=90)
     assert evaluate_part(comp, [never_a, NEVER]) == PartResult(
-        comp, never_a, NEVER, exact([4.0] * 5), exact([4.0] * 5), Difference(0.0, 0.0, 0.0, math.inf), INCONCLUSIVE,
+        comp, never_a, NEVER, exact([4.0] * 5), exact([4.0] * 5), Difference(0.0, 0.0, 0.0, math.inf, 0.0, "welch", 10),
+        INCONCLUSIVE,
         ("runs that never reached 90 count as one epoch past the end (A: 5, B: 5)",
-         "censored runs make this effect only a bound, so the verdict (not supported) is withheld; "
-         "more epochs would settle it"))
+         "censored runs make this effect only a bound, so the verdict (contradicted) is withheld; "
+         "more epochs would settle it"), withheld=(CONTRADICTED, EXCEEDED, SUPPORTED))
 
 
 def test_faster_is_withheld_when_a_was_censored():
@@ -205,7 +218,7 @@ def test_faster_is_withheld_when_a_was_censored():
     assert part == PartResult(comp, a, b, summarize(va), exact(vb), part.effect, INCONCLUSIVE,
                               ("runs that never reached 90 count as one epoch past the end (A: 1, B: 0)",
                                "censored runs make this effect only a bound, so the verdict (supported) is "
-                               "withheld; more epochs would settle it"))
+                               "withheld; more epochs would settle it"), withheld=(EXCEEDED, SUPPORTED))
     e = part.effect
     assert (e.estimate, e.low, e.high, e.df) == pytest.approx((7.0, 7 - h, 7 + h, 4))
     assert part.effect.low > 0  # without the censoring this would have been "supported"
@@ -219,10 +232,10 @@ def test_a_claim_keeps_its_spec_and_every_part():
              Comparison("better", SEL_BN, {"act": "relu"}, epoch=1))
     claim = ClaimSpec("x", "all three", parts)
     result = evaluate(claim, CONDS)
-    assert result == ClaimResult(claim, tuple(evaluate_part(p, CONDS) for p in parts), NOT_SUPPORTED)
-    assert [p.verdict for p in result.parts] == [SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE]
+    assert result == ClaimResult(claim, tuple(evaluate_part(p, CONDS) for p in parts), EXCEEDED, EXCEEDED)
+    assert [p.verdict for p in result.parts] == [SUPPORTED, EXCEEDED, INCONCLUSIVE]
     holds = ClaimSpec("y", "holds", parts[:1])
-    assert evaluate(holds, CONDS) == ClaimResult(holds, (evaluate_part(parts[0], CONDS),), SUPPORTED)
+    assert evaluate(holds, CONDS) == ClaimResult(holds, (evaluate_part(parts[0], CONDS),), SUPPORTED, SUPPORTED)
 
 
 # --- published single runs -----------------------------------------------------------------------------------
@@ -232,23 +245,23 @@ def published(mean: float, p: float, noise: float = 0.1, statuses: tuple[str, ..
 
 
 def test_published_wording():
-    assert AGREES == "agrees (inside the 95 % CI of our mean)"
-    assert SPREAD == "agrees with one run's spread (inside the 95 % prediction interval, not the CI of the mean)"
+    assert AGREES == "agrees: our mean's 95 % CI lies inside the published value's rounding band"
+    assert CONSISTENT == "not distinguishable: inside our mean's 95 % CI, but the CI is wider than the rounding band"
+    assert SPREAD == ("not distinguishable from one run: inside the 95 % prediction interval for one run, "
+                      "not the CI of our mean")
     assert FEWER == "too few finished runs to say"
 
 
 def test_published_without_our_runs_is_too_few_to_say():
     cond = condition("v=x", {3: 90.0}, metric="val_acc", published=87)  # no test_acc at all
-    assert compare_published(cond, "test_acc", 1.0) == PublishedResult(cond, 87, None, None, None, FEWER,
-                                                                       INCONCLUSIVE)
+    assert compare_published(cond, "test_acc", 1.0) == PublishedResult(cond, 87, None, None, None, FEWER, FEWER)
 
 
 def test_published_against_one_run_is_too_few_to_say():
     cond = published(90.0, 87, statuses=(F,) + ("FAILED",) * 4)
     s = summarize(cond.values("test_acc"))
     assert s.n == 1
-    assert compare_published(cond, "test_acc", 1.0) == PublishedResult(cond, 87, s, None, s.mean - 87, FEWER,
-                                                                       INCONCLUSIVE)
+    assert compare_published(cond, "test_acc", 1.0) == PublishedResult(cond, 87, s, None, s.mean - 87, FEWER, FEWER)
     assert s.mean - 87 == pytest.approx(2.8)
 
 
@@ -258,18 +271,24 @@ def _expected(cond: Condition, p: float, match: str, verdict: str) -> PublishedR
     return PublishedResult(cond, p, s, pytest.approx(pi), pytest.approx(s.mean - p), match, verdict)
 
 
+ND = "not distinguishable"
+
+
 # noise 0.1 over five runs: the mean's CI is ±0.196, one run's prediction interval ±0.481; published 87 ± 0.5
 @pytest.mark.parametrize("mean, match, verdict", [
-    (87.6, AGREES, SUPPORTED),    # mean above the band, its CI reaches down into it
-    (86.4, AGREES, SUPPORTED),    # mean below the band, its CI reaches up into it
-    (87.8, SPREAD, SUPPORTED),    # the CI misses the band, one run's spread reaches it
-    (86.2, SPREAD, SUPPORTED),
+    (87.0, AGREES, "agrees"),     # the whole CI inside 86.5..87.5: equivalent at the rounding
+    (87.3, AGREES, "agrees"),     # 87.104..87.496 still inside
+    (87.4, CONSISTENT, ND),       # the CI pokes out of the band: overlapping is not agreeing
+    (87.6, CONSISTENT, ND),       # mean above the band, its CI reaches down into it
+    (86.4, CONSISTENT, ND),       # mean below the band, its CI reaches up into it
+    (87.8, SPREAD, ND),           # the CI misses the band, one run's spread reaches it
+    (86.2, SPREAD, ND),
     (88.2, "disagrees: reproduced 1.2 pp higher, 0.2 pp beyond what run-to-run spread and rounding explain",
-     NOT_SUPPORTED),
+     DISAGREES),
     (85.8, "disagrees: reproduced 1.2 pp lower, 0.2 pp beyond what run-to-run spread and rounding explain",
-     NOT_SUPPORTED),
+     DISAGREES),
     (89.0, "disagrees: reproduced 2.0 pp higher, 1.0 pp beyond what run-to-run spread and rounding explain",
-     NOT_SUPPORTED),
+     DISAGREES),
 ])
 def test_published_agrees_spread_or_disagrees_by_how_much(mean, match, verdict):
     cond = published(mean, 87)
@@ -277,12 +296,14 @@ def test_published_agrees_spread_or_disagrees_by_how_much(mean, match, verdict):
 
 
 @pytest.mark.parametrize("p, rounding, match, verdict", [
-    (91.0, 2.0, AGREES, SUPPORTED),  # 91 ± 1 starts exactly at our 90: touching counts
-    (89.0, 2.0, AGREES, SUPPORTED),  # 89 ± 1 ends exactly at our 90
+    (91.0, 2.0, AGREES, "agrees"),  # 91 ± 1 starts exactly at our zero-width 90: the band is closed
+    (89.0, 2.0, AGREES, "agrees"),  # 89 ± 1 ends exactly at our 90
+    (90.0, 0.0, AGREES, "agrees"),  # a zero-width CI exactly on an unrounded number
+    (90.2, 0.4, AGREES, "agrees"),  # 90.0..90.4 holds our exact 90 at its edge
     (91.0, 1.0, "disagrees: reproduced 1.0 pp lower, 0.5 pp beyond what run-to-run spread and rounding explain",
-     NOT_SUPPORTED),
+     DISAGREES),
     (89.5, 0.2, "disagrees: reproduced 0.5 pp higher, 0.4 pp beyond what run-to-run spread and rounding explain",
-     NOT_SUPPORTED),
+     DISAGREES),
 ])
 def test_published_band_is_the_value_plus_minus_half_the_rounding(p, rounding, match, verdict):
     cond = published(90.0, p, noise=0.0)  # five identical runs: zero-width intervals, exact arithmetic

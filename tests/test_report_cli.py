@@ -142,7 +142,7 @@ def test_files_figures_and_index(bn_report, store):
     for png in ("curves.png", "dead_relu.png", "saturation_sigmoid.png"):
         assert f"]({png})" in readme  # relative links
     index = (bn_report / "README.md").read_text()
-    assert "[bn_vs_none](bn_vs_none/README.md)" in index and "4 supported" in index
+    assert "[bn_vs_none](bn_vs_none/README.md)" in index and "claims (Holm): 5 supported" in index
     # how the runs were made, at the top: the sweep's command and the machine, as MLflow recorded them
     made = ("- `python -m bn_study -m +experiment=bn_vs_none epochs=3` · machine: cpu: Test CPU (2 threads), "
             "torch 2.99 · sweep wall time")
@@ -157,14 +157,14 @@ def test_table_claims_and_failed_runs(bn_report, store):
     readme = (bn_report / "bn_vs_none" / "README.md").read_text()
     assert f"sweep (parent run) `{store.bn}`" in readme  # the latest finished sweep, not the running one
     assert "extra overrides `epochs=3`" in readme
-    assert "**Verdicts:** claims: 4 supported\n" in readme
+    assert "**Verdicts:** claims (Holm): 5 supported\n" in readme
     rows = {line.split("|")[1].strip(): line for line in readme.splitlines() if line.startswith("| ")}
     claim1 = rows["**1. BN speeds up sigmoid convergence a lot**"]
     assert "+81.00 pp" in claim1 and "**supported**" in claim1 and "effect > 5 pp" in claim1
     faster = next(v for k, v in rows.items() if "at least 2 epochs sooner" in k)
     assert "+3.0 epochs [+3.0, +3.0]" in faster and "**supported**" in faster  # 1 vs never (= 4) in 3 epochs
     claim2 = next(v for k, v in rows.items() if "BN speeds up relu convergence a little" in k)
-    assert "**supported**" in claim2 and "(n=4)" in claim2  # the diverged seed is left out …
+    assert "**supported**" in claim2 and "(n=4;" in claim2  # the diverged seed is left out …
     assert "1 of 5 runs did not finish" in readme  # … and said so
     sigmoid_none = rows["sigmoid, no BN"]
     assert "| 5/5 |" in sigmoid_none and "15.00 ± 0.20" in sigmoid_none and ">3 · >3 · >3 · >3 · >3" in sigmoid_none
@@ -184,7 +184,7 @@ def test_parent_option_picks_an_older_sweep(store, tmp_path):
     readme = (tmp_path / "bn_vs_none" / "README.md").read_text()
     assert store.old_bn in readme
     claim1 = next(ln for ln in readme.splitlines() if ln.startswith("| **1. BN speeds up sigmoid"))
-    assert "**not supported**" in claim1  # 12 % vs 11 %: BN gained 1 pp, far from "a lot"
+    assert "**contradicted**" in claim1  # 12 % vs 11 %: BN gained 1 pp, far from "a lot"
 
 
 def test_book_published_vs_reproduced(store, tmp_path):
@@ -197,7 +197,7 @@ def test_book_published_vs_reproduced(store, tmp_path):
         "baseline (sigmoid, MSE, SGD)", "BCE loss", "LeakyReLU, hidden + output", "LeakyReLU, hidden only (extra)",
         "Adam", "LayerNorm", "all four together"]
     baseline, bce, _, extra, adam, _, _ = rows
-    assert "| 87 | 86.80 ± 0.20 | 5/5 |" in baseline and "agrees (inside the 95 % CI" in baseline
+    assert "| 87 | 86.80 ± 0.20 | 5/5 |" in baseline and "agrees: our mean's 95 % CI lies inside" in baseline
     assert "| 91 | 88.00 ± 0.20 |" in bce and "**disagrees: reproduced 3.0 pp lower" in bce
     assert "— (not published)" in extra and "92.20 ± 0.20" in extra
     assert "| 97 | 97.10 ± 0.20 |" in adam and "agrees" in adam
@@ -283,7 +283,7 @@ def test_a_study_compared_with_another_judges_both_by_the_same_claims(store, tmp
     row = next(ln for ln in section.splitlines() if ln.startswith("| **1. BN speeds up sigmoid convergence a lot**"))
     # here +3 pp (0.14 vs 0.11): not "a lot"; on bn_vs_none's sweep +81 pp: supported
     assert row.split(" | ")[1].startswith("+3.00 pp") and row.split(" | ")[3].startswith("+81.00 pp")
-    assert row.split(" | ")[2] == "**not supported**" and row.split(" | ")[4].startswith("**supported**")
+    assert row.split(" | ")[2] == "**contradicted**" and row.split(" | ")[4].startswith("**supported**")
     # the claims themselves came from bn_vs_none.yaml
     assert "| **2. With BN, sigmoid reaches 90 % test accuracy at least 2 epochs sooner**" in text
     assert "| sigmoid, BN after layer 1 | 96.00 ± 0.20 | 96.00 ± 0.20 |" in section

@@ -8,11 +8,13 @@ import pytest
 from scipy import stats as sps
 
 from bn_study.errors import UserError
-from bn_study.report.claims import (AGREES, SPREAD, compare_published, epochs_to_reach, evaluate, evaluate_part)
+from bn_study.report.claims import evaluate, evaluate_part
+from bn_study.report.epochs import epochs_to_reach
+from bn_study.report.published import AGREES, DISAGREES, SPREAD, compare_published
 from bn_study.report.collect import Condition, RunRecord, override_choices
 from bn_study.report.load import known_experiments, load_spec, parse_spec
 from bn_study.report.spec import ClaimSpec, Comparison
-from bn_study.report.stats import (INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, VERDICTS, Difference, Region, Summary,
+from bn_study.report.stats import (CONTRADICTED, EXCEEDED, INCONCLUSIVE, SUPPORTED, VERDICTS, Difference, Region, Summary,
                                    combine, prediction_half_width, summarize, verdict, welch)
 
 SPREAD5 = (-2.0, -1.0, 0.0, 1.0, 2.0)  # five seeds around a mean
@@ -47,7 +49,7 @@ def test_welch_interval_matches_scipy():
     ci = sps.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
     assert (d.low, d.high) == pytest.approx((ci.low, ci.high))
     assert welch([1.0], [2.0, 3.0]) is None  # no interval from a single run
-    assert welch([2.0, 2.0], [1.0, 1.0]) == pytest.approx(type(d)(1.0, 1.0, 1.0, math.inf))
+    assert welch([2.0, 2.0], [1.0, 1.0]) == type(d)(1.0, 1.0, 1.0, math.inf, 0.0, "welch", 4)
 
 
 def test_summary_reports_the_sample_sd_and_the_interval_ends():
@@ -97,7 +99,7 @@ def test_welch_needs_two_values_in_each_arm(a, b):
 
 
 def test_identical_arms_give_an_exact_difference():
-    assert welch([3.0, 3.0, 3.0], [1.0, 1.0]) == Difference(2.0, 2.0, 2.0, math.inf)
+    assert welch([3.0, 3.0, 3.0], [1.0, 1.0]) == Difference(2.0, 2.0, 2.0, math.inf, 0.0, "welch", 5)
 
 
 # --- the verdict rule -------------------------------------------------------------------------------------
@@ -105,27 +107,27 @@ def test_identical_arms_give_an_exact_difference():
 BETTER = Region(0.0, math.inf)
 A_LOT = Region(5.0, math.inf)
 A_LITTLE = Region(0.0, 5.0, high_open=False)
-NOT_BETTER = Region(-math.inf, 0.5, high_open=False)
+NOT_BETTER = Region(-math.inf, 0.5, high_open=False, above=CONTRADICTED)
 EQUIVALENT = Region(-0.5, 0.5, low_open=False, high_open=False)
 
 
 @pytest.mark.parametrize("ci, region, expected", [
     ((2.0, 4.0), BETTER, SUPPORTED),          # clearly better
-    ((-4.0, -2.0), BETTER, NOT_SUPPORTED),    # clearly worse
+    ((-4.0, -2.0), BETTER, CONTRADICTED),     # clearly worse
     ((-1.0, 3.0), BETTER, INCONCLUSIVE),      # overlaps 0
-    ((0.0, 0.0), BETTER, NOT_SUPPORTED),      # exactly no effect is not "better"
+    ((0.0, 0.0), BETTER, CONTRADICTED),       # exactly no effect is not "better"
     ((6.0, 9.0), A_LOT, SUPPORTED),
-    ((1.0, 3.0), A_LOT, NOT_SUPPORTED),       # real but smaller than "a lot"
+    ((1.0, 3.0), A_LOT, CONTRADICTED),        # real but smaller than "a lot"
     ((3.0, 7.0), A_LOT, INCONCLUSIVE),
     ((1.0, 3.0), A_LITTLE, SUPPORTED),
-    ((6.0, 9.0), A_LITTLE, NOT_SUPPORTED),    # a lot, not a little
+    ((6.0, 9.0), A_LITTLE, EXCEEDED),         # a lot, not a little
     ((-1.0, 3.0), A_LITTLE, INCONCLUSIVE),
     ((-1.0, 0.3), NOT_BETTER, SUPPORTED),
-    ((0.6, 2.0), NOT_BETTER, NOT_SUPPORTED),
+    ((0.6, 2.0), NOT_BETTER, CONTRADICTED),   # A is better after all
     ((0.0, 1.0), NOT_BETTER, INCONCLUSIVE),
     ((-0.3, 0.4), EQUIVALENT, SUPPORTED),     # CI inside ± margin
-    ((0.6, 1.2), EQUIVALENT, NOT_SUPPORTED),  # CI entirely outside
-    ((-1.5, -0.7), EQUIVALENT, NOT_SUPPORTED),
+    ((0.6, 1.2), EQUIVALENT, EXCEEDED),       # CI entirely above: A is better than "as good"
+    ((-1.5, -0.7), EQUIVALENT, CONTRADICTED),
     ((0.2, 0.8), EQUIVALENT, INCONCLUSIVE),   # straddles the margin
     ((-0.8, 0.8), EQUIVALENT, INCONCLUSIVE),  # too wide to tell
 ])
@@ -140,11 +142,11 @@ def test_region_rule(ci, region, expected):
     ((1.0, 5.0), Region(0.0, 5.0, high_open=True), INCONCLUSIVE),
     ((1.0, 5.0), Region(0.0, 5.0, high_open=False), SUPPORTED),
     # a CI touching a bound from outside: it misses an open end, it meets a closed one
-    ((-1.0, 0.0), Region(0.0, math.inf, low_open=True), NOT_SUPPORTED),
+    ((-1.0, 0.0), Region(0.0, math.inf, low_open=True), CONTRADICTED),
     ((-1.0, 0.0), Region(0.0, math.inf, low_open=False), INCONCLUSIVE),
-    ((5.0, 6.0), Region(0.0, 5.0, high_open=True), NOT_SUPPORTED),
+    ((5.0, 6.0), Region(0.0, 5.0, high_open=True), EXCEEDED),
     ((5.0, 6.0), Region(0.0, 5.0, high_open=False), INCONCLUSIVE),
-    ((5.0, 6.0), Region(-math.inf, 5.0, high_open=True), NOT_SUPPORTED),
+    ((5.0, 6.0), Region(-math.inf, 5.0, high_open=True, above=CONTRADICTED), CONTRADICTED),
     ((5.0, 6.0), Region(-math.inf, 5.0, high_open=False), INCONCLUSIVE),
 ])
 def test_region_ends_open_or_closed(ci, region, expected):
@@ -152,7 +154,8 @@ def test_region_ends_open_or_closed(ci, region, expected):
 
 
 def test_verdict_words():
-    assert VERDICTS == (SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE) == ("supported", "not supported", "inconclusive")
+    assert VERDICTS == (SUPPORTED, CONTRADICTED, EXCEEDED, INCONCLUSIVE) == (
+        "supported", "contradicted", "exceeded", "inconclusive")
 
 
 @pytest.mark.parametrize("region, unit, text", [
@@ -177,9 +180,11 @@ def test_region_text_has_no_unit_by_default():
 def test_all_of_needs_every_part():
     assert combine([SUPPORTED, SUPPORTED]) == SUPPORTED
     assert combine([SUPPORTED, INCONCLUSIVE]) == INCONCLUSIVE
-    assert combine([SUPPORTED, INCONCLUSIVE, NOT_SUPPORTED]) == NOT_SUPPORTED
+    assert combine([SUPPORTED, INCONCLUSIVE, CONTRADICTED]) == CONTRADICTED
+    assert combine([EXCEEDED, CONTRADICTED]) == CONTRADICTED  # a contradicted part outweighs an exceeded one
+    assert combine([SUPPORTED, EXCEEDED, INCONCLUSIVE]) == EXCEEDED
     assert combine([]) == INCONCLUSIVE
-    assert combine([NOT_SUPPORTED]) == NOT_SUPPORTED and combine([SUPPORTED]) == SUPPORTED
+    assert combine([CONTRADICTED]) == CONTRADICTED and combine([SUPPORTED]) == SUPPORTED
     assert combine([INCONCLUSIVE, INCONCLUSIVE]) == INCONCLUSIVE
 
 
@@ -205,7 +210,7 @@ def test_clearly_better_worse_and_overlapping():
     assert part.verdict == SUPPORTED and part.effect.estimate == pytest.approx(81.0)
     assert part.a_summary.n == part.b_summary.n == 5
     worse = Comparison("better", SEL_NONE, SEL_BN, metric="val_acc", epoch=1)
-    assert evaluate_part(worse, conds).verdict == NOT_SUPPORTED
+    assert evaluate_part(worse, conds).verdict == CONTRADICTED
     overlapping = Comparison("better", SEL_BN, SEL_NONE, metric="val_acc", epoch=2)  # 95.0 vs 94.9 ± 0.2
     assert evaluate_part(overlapping, conds).verdict == INCONCLUSIVE
     same = Comparison("equivalent", SEL_BN, SEL_NONE, metric="val_acc", epoch=2, margin=0.5)
@@ -232,10 +237,10 @@ def test_faster_counts_runs_that_never_arrive():
     both_slow = [condition(BN, {1: 50.0, 2: 60.0, 3: 70.0}, noise=0.0), conds[1]]
     part = evaluate_part(Comparison("faster", SEL_BN, SEL_NONE, metric="val_acc", threshold=90), both_slow)
     assert part.effect.estimate == 0.0 and part.verdict == INCONCLUSIVE
-    assert any("verdict (not supported) is withheld" in n for n in part.notes)
+    assert any("verdict (contradicted) is withheld" in n for n in part.notes)
     # B arrives at epoch 1, A never: clearly not faster, whatever A would have done later
     part = evaluate_part(Comparison("faster", SEL_NONE, SEL_BN, metric="val_acc", threshold=90), conds)
-    assert part.verdict == NOT_SUPPORTED
+    assert part.verdict == CONTRADICTED
 
 
 def test_missing_ambiguous_and_too_few_runs_are_inconclusive():
@@ -265,7 +270,7 @@ def test_claim_with_parts():
     claim = ClaimSpec("x", "both", (Comparison("better", SEL_BN, SEL_NONE, epoch=1),
                                      Comparison("equivalent", SEL_BN, SEL_NONE, epoch=1, margin=1.0)))
     result = evaluate(claim, conds)
-    assert [p.verdict for p in result.parts] == [SUPPORTED, NOT_SUPPORTED] and result.verdict == NOT_SUPPORTED
+    assert [p.verdict for p in result.parts] == [SUPPORTED, EXCEEDED] and result.verdict == EXCEEDED
 
 
 # --- published single runs ----------------------------------------------------------------------------
@@ -273,13 +278,13 @@ def test_claim_with_parts():
 def test_published_agrees_spread_or_disagrees():
     # mean 86.8, tiny spread: 87 ± 0.5 overlaps the mean's CI
     agrees = compare_published(condition("v=a", {3: 86.8}, metric="test_acc", noise=0.05, published=87), "test_acc", 1.0)
-    assert agrees.match == AGREES and agrees.verdict == SUPPORTED
+    assert agrees.match == AGREES and agrees.verdict == "agrees"
     # mean 90.2 ± small CI misses 90.5..91.5, but one run could land there (wide run-to-run spread)
     spread = compare_published(condition("v=b", {3: 90.0}, metric="test_acc", noise=0.25, published=91),
                                "test_acc", 1.0)
-    assert spread.match == SPREAD and spread.verdict == SUPPORTED
+    assert spread.match == SPREAD and spread.verdict == "not distinguishable"
     off = compare_published(condition("v=c", {3: 88.0}, metric="test_acc", noise=0.1, published=91), "test_acc", 1.0)
-    assert off.verdict == NOT_SUPPORTED and off.match.startswith("disagrees: reproduced 3.0 pp lower")
+    assert off.verdict == DISAGREES and off.match.startswith("disagrees: reproduced 3.0 pp lower")
     assert compare_published(condition("v=d", {3: 90.0}, metric="test_acc"), "test_acc", 1.0) is None  # not published
 
 

@@ -23,8 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from bn_study.data import SOURCE_NAMES, VAL_SPLITS, check_root_writable
-from bn_study.data.catalog import DATASETS, get_dataset
-from bn_study.data.splits import HOLDOUT_SIZE
+from bn_study.data.catalog import DATASETS, HOLDOUT_SIZE, get_dataset, val_size
 from bn_study.config.places import check_directory_writable, check_optuna_storage, check_tracking_uri
 from bn_study.errors import UserError, describe_config_error
 from bn_study.train.device import resolve_device
@@ -96,11 +95,6 @@ def train_size(name: str, val: str, limit_train: int | None) -> int:
         raise UserError(f"data.limit_train={limit_train} is more than the {available} training images of "
                         f"{name} with data.val={val}; allowed: 1..{available}.")
     return limit_train or available
-
-
-def val_size(name: str, val: str) -> int:
-    """How many images the validation split holds (the test set, or the held-out training images)."""
-    return get_dataset(name).test_size if val == "test" else HOLDOUT_SIZE
 
 
 def member_seeds(cfg: DictConfig) -> tuple[int, ...]:

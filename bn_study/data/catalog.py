@@ -19,6 +19,7 @@ RAW_FILES = (
 IMAGE_SIDE = 28
 NUM_FEATURES = IMAGE_SIDE * IMAGE_SIDE
 NUM_CLASSES = 10
+HOLDOUT_SIZE = 10_000  # data.val=holdout: the last 10k training images, the classic 50k/10k split
 
 
 @dataclass(frozen=True)
@@ -132,3 +133,8 @@ def not_real(raw: Path, spec: DatasetSpec) -> list[str]:
         else:
             wrong.append(name)
     return wrong
+
+
+def val_size(name: str, val: str) -> int:
+    """How many images the validation split holds (the test set, or the held-out training images)."""
+    return get_dataset(name).test_size if val == "test" else HOLDOUT_SIZE

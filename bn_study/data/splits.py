@@ -15,13 +15,12 @@ import torch
 
 from bn_study.data import idx
 from bn_study.data.acquire import DEFAULT_SOURCES, ensure_raw
-from bn_study.data.catalog import IMAGE_SIDE, NUM_CLASSES, NUM_FEATURES, RAW_FILES, DatasetSpec, get_dataset
+from bn_study.data.catalog import HOLDOUT_SIZE, IMAGE_SIDE, NUM_CLASSES, NUM_FEATURES, RAW_FILES, DatasetSpec, get_dataset
 from bn_study.data.paths import normalize_root
 from bn_study.errors import UserError
 from bn_study.train.device import resolve_device
 
 VAL_SPLITS = ("test", "holdout")
-HOLDOUT_SIZE = 10_000  # the last 10k training images, the classic 50k/10k split
 
 
 # eq=False: dataclass equality would compare tensors elementwise and raise; identity is the honest meaning.

@@ -9,7 +9,8 @@ from mlflow import MlflowClient
 
 from bn_study.errors import UserError
 from bn_study.report import figures
-from bn_study.report.claims import PublishedResult, compare_published, evaluate
+from bn_study.report.published import PublishedResult, compare_published
+from bn_study.report.sequential import judge
 from bn_study.report.collect import Condition, Study, collect, group, select
 from bn_study.report.render import FigureEntry, experiment_readme, index_readme
 from bn_study.report.side_by_side import Side, side_by_side, side_name
@@ -73,13 +74,13 @@ def build(study: Study, spec: ReportSpec, out: Path, other: tuple[Study, ReportS
     """Write README.md and the figures into ``out`` (old ones removed first); return the README's path.
     ``other``: the study of ``spec.compare_with`` (and its spec), judged by this spec's claims beside this one."""
     conditions = group(study, spec)
-    claims = [evaluate(c, conditions) for c in spec.claims]
+    claims = judge(spec, conditions)
     beside = None
     if other is not None:
         other_conditions = group(*other)
         this_side = Side(side_name(study), study, conditions, claims)
         other_side = Side(side_name(other[0]), other[0], other_conditions,
-                          [evaluate(c, other_conditions) for c in spec.claims])
+                          judge(spec, other_conditions))
         beside = (other_side.name, side_by_side(this_side, other_side))
     published: list[PublishedResult] = [r for c in conditions
                                          if (r := compare_published(c, spec.published_metric, spec.published_rounding))]

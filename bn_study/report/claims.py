@@ -1,44 +1,28 @@
 """Claims (from the experiment's ``report:`` section) checked against the conditions' runs.
 
-Every comparison reduces to one number per finished run (a metric at an epoch, or the epochs a run
-needed to reach a threshold), a Welch 95 % interval for the effect "A improves on B by", and the
-region rule in ``stats.verdict``. Anything that prevents a fair comparison — a condition missing from
+Every comparison reduces to one number per run (a metric at an epoch, or the epochs a run needed to
+reach a threshold), an interval for the effect "A improves on B by" (Welch, or paired over seeds), and
+the region rule in ``stats.verdict``. Anything that prevents a fair comparison — a condition missing from
 the sweep, a selector that matches several, fewer than two finished runs — makes the part
-*inconclusive* with the reason written next to it, never a silent pass.
+*inconclusive* with the reason written next to it, never a silent pass. Failed runs are left out of the
+verdict but never forgotten: each part is judged a second time with them at the worst value, and a
+verdict that only holds without them says so. ``correct`` then applies Holm across a report's claims.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from bn_study.data.catalog import DATASETS, val_size
 from bn_study.report.collect import Condition, RunRecord, select
+from bn_study.report.epochs import epochs_by_run
+from bn_study.report.failures import FAILED, failed_runs, worst_value
 from bn_study.report.spec import ClaimSpec, Comparison, Selector, higher_is_better
-from bn_study.report.stats import (INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Difference, Summary, combine,
-                                   prediction_half_width, summarize, verdict, welch)
-
-
-def epochs_to_reach(run: RunRecord, metric: str, threshold: float) -> int | None:
-    """The first epoch (≥ 1) at which the metric reached the threshold; None if it never did."""
-    up = higher_is_better(metric)
-    for step, value in sorted((run.history.get(metric) or {}).items()):
-        if step >= 1 and (value >= threshold if up else value <= threshold):
-            return step
-    return None
-
-
-def censored_epochs(cond: Condition, metric: str, threshold: float) -> tuple[list[float], int]:
-    """Epochs-to-threshold per finished run; a run that never got there counts as (its last epoch + 1),
-    i.e. at least one more epoch than it was given. Returns the values and how many were censored."""
-    out, censored = [], 0
-    for run in cond.finished:
-        hit = epochs_to_reach(run, metric, threshold)
-        if hit is None:
-            censored += 1
-            hit = (run.last_step(metric) or 0) + 1
-        out.append(float(hit))
-    return out, censored
-
+from bn_study.report.stats import (ALPHA, CONTRADICTED, DECIDED, EXCEEDED, INCONCLUSIVE, LEVEL, PAIRED, SUPPORTED,
+                                   Difference, Summary, binomial_se, combine, contrast, holm, paired,
+                                   p_values, summarize, verdict)
 
 @dataclass(frozen=True)
 class PartResult:
@@ -49,16 +33,61 @@ class PartResult:
     b: Condition | None
     a_summary: Summary | None
     b_summary: Summary | None
-    effect: Difference | None  # A's improvement over B (positive = A better), Welch 95 % CI
+    effect: Difference | None  # A's improvement over B (positive = A better), 95 % CI
     verdict: str
     notes: tuple[str, ...] = ()
+    # verdicts the censoring of epochs-to-threshold could flip: never given, at any level
+    withheld: tuple[str, ...] = ()
+    # interaction: the same gain under ``versus`` (A and B there), and the two gains themselves
+    a2: Condition | None = None
+    b2: Condition | None = None
+    gains: tuple[Difference | None, Difference | None] = (None, None)
+    # the same part with failed runs at the worst value (None when no arm has a failed run)
+    with_failures: PartResult | None = None
 
+    @property
+    def p(self) -> dict[str, float]:
+        """verdict → the smallest α at which it is reached (1 for verdicts withheld or out of reach)."""
+        if self.effect is None:
+            return {v: 1.0 for v in DECIDED}
+        found = p_values(self.effect, self.comparison.region())
+        return {v: 1.0 if v in self.withheld else found[v] for v in DECIDED}
 
-@dataclass(frozen=True)
-class ClaimResult:
-    spec: ClaimSpec
-    parts: tuple[PartResult, ...]
-    verdict: str
+    def verdict_at(self, level: float) -> str:
+        if self.effect is None:
+            return INCONCLUSIVE
+        v = verdict(*self.effect.interval(level), self.comparison.region())
+        return INCONCLUSIVE if v in self.withheld else v
+
+    @property
+    def relative_error(self) -> tuple[float, float, float] | None:
+        """An accuracy effect as the share of B's errors that A removes (estimate, low, high), B's error
+        rate taken as known."""
+        comp = self.comparison
+        if self.effect is None or self.b_summary is None or comp.test in ("faster", "interaction") \
+                or not comp.metric.endswith("_acc"):
+            return None
+        errors = 100.0 - self.b_summary.mean
+        if errors <= 0:
+            return None
+        e = self.effect
+        return e.estimate / errors, e.low / errors, e.high / errors
+
+    def sampling_se(self) -> tuple[float, float] | None:
+        """The test-set (binomial) standard error of ONE run's accuracy, for A and for B, in pp."""
+        comp = self.comparison
+        if comp.test in ("faster", "interaction") or not comp.metric.endswith("_acc"):
+            return None
+        out = []
+        for cond, s in ((self.a, self.a_summary), (self.b, self.b_summary)):
+            if cond is None or s is None:
+                return None
+            name = cond.choices.get("data.name", "mnist")
+            split = "test" if comp.metric.startswith("test_") else cond.choices.get("data.val", "test")
+            if name not in DATASETS:
+                return None
+            out.append(binomial_se(s.mean, val_size(name, split)))
+        return out[0], out[1]
 
 
 def _pick(conditions: Sequence[Condition], selector: Selector) -> tuple[Condition | None, str | None]:
@@ -79,100 +108,159 @@ def _run_counts(cond: Condition, role: str) -> str | None:
     return f"{role}: {len(lost)} of {len(cond.runs)} runs did not finish ({states}) and are left out"
 
 
-def _values(comp: Comparison, cond: Condition | None) -> tuple[list[float], int]:
-    """The numbers compared (one per finished run) and how many of them are censored (``faster`` only)."""
+def _by_seed(pairs: Sequence[tuple[RunRecord, float]]) -> dict[int, float]:
+    return {r.seed: v for r, v in pairs if r.seed is not None}
+
+
+def _values(comp: Comparison, cond: Condition | None, worst: float | None) -> tuple[list[tuple[RunRecord, float]], int]:
+    """The numbers compared, one per run (finished runs; failed ones too, at ``worst``, unless it is None),
+    and how many of them are censored (``faster`` only)."""
     if cond is None:
         return [], 0
     if comp.test == "faster":
         assert comp.threshold is not None
-        return censored_epochs(cond, comp.metric, comp.threshold)
-    return cond.values(comp.metric, comp.epoch), 0
+        return epochs_by_run(cond, comp.metric, comp.threshold, with_failed=worst is not None)
+    out = []
+    for r in cond.runs:
+        v = r.value(comp.metric, comp.epoch) if r.finished else None
+        if r.finished and v is not None and math.isfinite(v):
+            out.append((r, v))
+        elif worst is not None and r.status == FAILED:
+            out.append((r, worst))
+    return out, 0
 
 
-def evaluate_part(comp: Comparison, conditions: Sequence[Condition]) -> PartResult:
-    a, why_a = _pick(conditions, comp.a)
-    b, why_b = _pick(conditions, comp.b)
-    (va, ca), (vb, cb) = _values(comp, a), _values(comp, b)
-    sa, sb = summarize(va), summarize(vb)
-    notes = [n for n in (why_a, why_b) if n]
-    notes += [n for n in (a and _run_counts(a, "A"), b and _run_counts(b, "B")) if n]
-    if a is None or b is None:
-        return PartResult(comp, a, b, sa, sb, None, INCONCLUSIVE, tuple(notes))
+def _gain(comp: Comparison, va: Sequence[tuple[RunRecord, float]], vb: Sequence[tuple[RunRecord, float]],
+          sign: float = 1.0) -> list[tuple[float, Sequence[tuple[RunRecord, float]]]]:
+    """The terms of "A improves on B": A − B for accuracies, B − A for losses and epochs."""
+    up = comp.test != "faster" and higher_is_better(comp.metric)
+    s = sign if up else -sign
+    return [(s, va), (-s, vb)]
+
+
+def _estimate(comp: Comparison, terms: list[tuple[float, Sequence[tuple[RunRecord, float]]]]) -> Difference | None:
+    if comp.analysis == PAIRED:
+        return paired([(c, _by_seed(xs)) for c, xs in terms])
+    return contrast([(c, [v for _, v in xs]) for c, xs in terms])
+
+
+def _sides(comp: Comparison, conditions: Sequence[Condition]) -> list[tuple[Selector, Selector]]:
+    if comp.test != "interaction":
+        return [(comp.a, comp.b)]
+    return [({**comp.a, **(comp.under or {})}, {**comp.b, **(comp.under or {})}),
+            ({**comp.a, **(comp.versus or {})}, {**comp.b, **(comp.versus or {})})]
+
+
+def evaluate_part(comp: Comparison, conditions: Sequence[Condition], *, failures: bool = False) -> PartResult:
+    """``failures``: count failed runs at the worst value instead of leaving them out (the sensitivity view)."""
+    picked = [(_pick(conditions, a), _pick(conditions, b)) for a, b in _sides(comp, conditions)]
+    conds = [c for pair in picked for c, _ in pair]
+    notes = [why for pair in picked for _, why in pair if why]
+    worst = worst_value(comp.metric, conditions) if failures and comp.test != "faster" else (0.0 if failures else None)
+    values = [_values(comp, c, worst) for c in conds]
+    a, b = conds[0], conds[1]
+    a2, b2 = (conds[2], conds[3]) if len(conds) == 4 else (None, None)
+    sa, sb = (summarize([v for _, v in values[i][0]]) for i in (0, 1))
+    roles = ("A", "B", "A (versus)", "B (versus)")
+    if not failures:
+        notes += [n for c, role in zip(conds, roles) if c is not None and (n := _run_counts(c, role))]
+    result = PartResult(comp, a, b, sa, sb, None, INCONCLUSIVE, a2=a2, b2=b2)
+    if any(c is None for c in conds):
+        return replace(result, notes=tuple(notes))
+    terms = _gain(comp, values[0][0], values[1][0])
+    gains: tuple[Difference | None, Difference | None] = (None, None)
+    if comp.test == "interaction":
+        second = _gain(comp, values[2][0], values[3][0], sign=-1.0)
+        gains = (_estimate(comp, terms), _estimate(comp, [(-c, xs) for c, xs in second]))
+        terms = terms + second
+    effect = _estimate(comp, terms)
+    withheld: tuple[str, ...] = ()
     if comp.test == "faster":
+        ca, cb = values[0][1], values[1][1]
         if ca or cb:
             notes.append(f"runs that never reached {comp.threshold:g} count as one epoch past the end "
                          f"(A: {ca}, B: {cb})")
-        effect = welch(vb, va)  # fewer epochs is better: B − A
-    else:
-        effect = welch(va, vb) if higher_is_better(comp.metric) else welch(vb, va)
+        # A censored run of B only hides how slow B really is (the effect can only be larger), one of A only
+        # how slow A is (it can only be smaller): a verdict the censoring could flip is withheld.
+        if cb:
+            withheld += (CONTRADICTED,) + ((SUPPORTED,) if not math.isinf(comp.region().high) else ())
+        if ca:
+            withheld += (SUPPORTED, EXCEEDED)
     if effect is None:
         at = "" if comp.epoch is None or comp.test == "faster" else f" at epoch {comp.epoch}"
-        notes.append(f"needs at least 2 finished runs with {comp.metric}{at} in each condition "
-                     f"(A: {len(va)}, B: {len(vb)})")
-        return PartResult(comp, a, b, sa, sb, None, INCONCLUSIVE, tuple(notes))
-    v = verdict(effect.low, effect.high, comp.region())
-    if comp.test == "faster" and ((v == NOT_SUPPORTED and cb) or (v == SUPPORTED and ca)):
-        # A censored run of B only hides how slow B really is (the effect can only be larger), one of
-        # A only how slow A is (it can only be smaller): a verdict the censoring could flip is withheld.
-        notes.append(f"censored runs make this effect only a bound, so the verdict ({v}) is withheld; "
+        counts = ", ".join(f"{r}: {len(v[0])}" for r, v in zip(roles, values))
+        if comp.analysis == PAIRED:
+            notes.append(f"needs at least 2 seeds with {comp.metric}{at} finished in every condition ({counts})")
+        else:
+            notes.append(f"needs at least 2 finished runs with {comp.metric}{at} in each condition ({counts})")
+        return replace(result, notes=tuple(notes), gains=gains)
+    result = replace(result, effect=effect, withheld=tuple(sorted(set(withheld))), gains=gains)
+    v = result.verdict_at(LEVEL)
+    raw = verdict(effect.low, effect.high, comp.region())
+    if v != raw:
+        notes.append(f"censored runs make this effect only a bound, so the verdict ({raw}) is withheld; "
                      "more epochs would settle it")
-        v = INCONCLUSIVE
-    return PartResult(comp, a, b, sa, sb, effect, v, tuple(notes))
+    result = replace(result, verdict=v, notes=tuple(notes))
+    if not failures and any(failed_runs(c) for c in conds):
+        other = evaluate_part(comp, conditions, failures=True)
+        result = replace(result, with_failures=other)
+        if other.verdict != v:
+            lost = sum(failed_runs(c) for c in conds)
+            shown = "chance accuracy" if higher_is_better(comp.metric) and comp.test != "faster" else (
+                "never reaching it" if comp.test == "faster" else "the worst loss any run logged")
+            result = replace(result, notes=result.notes + (
+                f"this verdict depends on leaving out {lost} failed run(s): counted at {shown}, it would be "
+                f"{other.verdict}",))
+    return result
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    """A claim's parts, its verdict at 95 % (``verdict``, uncorrected) and after Holm across the report
+    (``corrected``, with the Holm-adjusted p-value); ``look``: the sequential look that decided it."""
+
+    spec: ClaimSpec
+    parts: tuple[PartResult, ...]
+    verdict: str
+    corrected: str = INCONCLUSIVE
+    adjusted_p: float = 1.0
+    look: int | None = None
+    seeds: int | None = None  # seeds per condition at that look
+    alpha: float = ALPHA  # the error Holm shared out among the claims (a sequential look's share of it)
+
+    @property
+    def p(self) -> float:
+        """The smallest α at which this claim is decided, one way or another."""
+        ps = [part.p for part in self.parts]
+        support = max(p[SUPPORTED] for p in ps)
+        failing = min(min(p[CONTRADICTED], p[EXCEEDED]) for p in ps)
+        return min(support, failing)
+
+    def verdict_at(self, level: float) -> str:
+        return combine([part.verdict_at(level) for part in self.parts])
+
+    @property
+    def depends_on_failures(self) -> bool:
+        return any(p.with_failures is not None and p.with_failures.verdict != p.verdict for p in self.parts)
 
 
 def evaluate(claim: ClaimSpec, conditions: Sequence[Condition]) -> ClaimResult:
     parts = tuple(evaluate_part(p, conditions) for p in claim.parts)
-    return ClaimResult(claim, parts, combine([p.verdict for p in parts]))
+    v = combine([p.verdict for p in parts])
+    return ClaimResult(claim, parts, v, corrected=v)
 
 
-# --- published numbers (the book) ---------------------------------------------------------------------
-
-AGREES = "agrees (inside the 95 % CI of our mean)"
-SPREAD = "agrees with one run's spread (inside the 95 % prediction interval, not the CI of the mean)"
-FEWER = "too few finished runs to say"
-
-
-@dataclass(frozen=True)
-class PublishedResult:
-    """A published single-run number next to ours.
-
-    The published value is one run, rounded to ``rounding`` points, so it is taken as the interval
-    value ± rounding/2 and compared first with the CI of our mean (does our average agree?) and then
-    with the 95 % prediction interval for one run (could one of our runs have printed it?). Only when
-    it lies outside both does the report say the reproduction disagrees.
-    """
-
-    condition: Condition
-    published: float
-    summary: Summary | None
-    prediction_half: float | None
-    delta: float | None  # reproduced mean − published
-    match: str
-    verdict: str
-
-
-def compare_published(cond: Condition, metric: str, rounding: float) -> PublishedResult | None:
-    if cond.published is None:
-        return None
-    p = cond.published
-    s = summarize(cond.values(metric))
-    if s is None or s.half is None:
-        return PublishedResult(cond, p, s, None, None if s is None else s.mean - p, FEWER, INCONCLUSIVE)
-    pi = prediction_half_width(s)
-    assert pi is not None
-    lo_p, hi_p = p - rounding / 2, p + rounding / 2
-
-    def overlaps(half: float) -> bool:
-        return s.mean - half <= hi_p and s.mean + half >= lo_p
-
-    delta = s.mean - p
-    if overlaps(s.half):
-        return PublishedResult(cond, p, s, pi, delta, AGREES, SUPPORTED)
-    if overlaps(pi):
-        return PublishedResult(cond, p, s, pi, delta, SPREAD, SUPPORTED)
-    side = "higher" if delta > 0 else "lower"
-    gap = (s.mean - pi) - hi_p if delta > 0 else lo_p - (s.mean + pi)
-    match = (f"disagrees: reproduced {abs(delta):.1f} pp {side}, {gap:.1f} pp beyond what run-to-run spread "
-             "and rounding explain")
-    return PublishedResult(cond, p, s, pi, delta, match, NOT_SUPPORTED)
-
+def correct(results: Sequence[ClaimResult], alpha: float = ALPHA) -> list[ClaimResult]:
+    """Holm's step-down across ``results``: in order of their p-values, the k-th claim (of m) is judged at
+    level 1 − α/(m − k + 1); the first one left undecided stops the procedure, and it and every later
+    claim are inconclusive after correction."""
+    adjusted = holm([r.p for r in results])
+    order = sorted(range(len(results)), key=lambda i: (results[i].p, i))
+    out = list(results)
+    stopped = False
+    for rank, i in enumerate(order):
+        level = 1 - alpha / (len(results) - rank)
+        v = INCONCLUSIVE if stopped else results[i].verdict_at(level)
+        stopped = stopped or v == INCONCLUSIVE
+        out[i] = replace(results[i], corrected=v, adjusted_p=adjusted[i], alpha=alpha)
+    return out

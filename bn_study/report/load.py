@@ -13,7 +13,8 @@ from omegaconf import OmegaConf
 from bn_study.config.sources import conf_dir
 from bn_study.errors import UserError
 from bn_study.report.spec import (DEFAULT_CURVES, FIGURE_KINDS, TESTS, ClaimSpec, Comparison, ConditionSpec,
-                                  FigureSpec, ReportSpec, Selector)
+                                  FigureSpec, ReportSpec, Selector, SequentialSpec)
+from bn_study.report.stats import ANALYSES, SPENDING, WELCH
 from bn_study.util.overrides import bare_key
 
 # The shipped experiment catalogue: conf/experiment of the checkout, or bn_study/conf/experiment of an
@@ -135,7 +136,7 @@ def _epoch(value: Any, where: str, key: str) -> int | None:
     return value
 
 
-def _comparison(raw: Mapping[str, Any], where: str, key: str) -> Comparison:
+def _comparison(raw: Mapping[str, Any], where: str, key: str, analysis: str = WELCH) -> Comparison:
     test = raw.get("test")
     if test not in TESTS:
         raise _fail(where, f"{key}.test", f"must be one of {', '.join(TESTS)}, not {test!r}")
@@ -146,9 +147,17 @@ def _comparison(raw: Mapping[str, Any], where: str, key: str) -> Comparison:
     threshold = raw.get("threshold")
     if test == "faster" and threshold is None:
         raise _fail(where, f"{key}.threshold", "is required for a 'faster' test (the value to reach)")
-    unknown = set(raw) - {"test", "a", "b", "metric", "epoch", "min_effect", "max_effect", "margin", "threshold"}
+    unknown = set(raw) - {"test", "a", "b", "metric", "epoch", "min_effect", "max_effect", "margin", "threshold",
+                          "analysis", "under", "versus"}
     if unknown:
         raise _fail(where, key, f"has unknown keys {sorted(unknown)}")
+    analysis = _choice(raw.get("analysis", analysis), ANALYSES, where, f"{key}.analysis")
+    under = versus = None
+    if test == "interaction":
+        under = _selector(raw.get("under"), where, f"{key}.under")
+        versus = _selector(raw.get("versus"), where, f"{key}.versus")
+    elif "under" in raw or "versus" in raw:
+        raise _fail(where, key, "sets under/versus, which only an interaction test reads")
     return Comparison(
         test=test,
         a=_selector(raw.get("a"), where, f"{key}.a"),
@@ -159,19 +168,47 @@ def _comparison(raw: Mapping[str, Any], where: str, key: str) -> Comparison:
         max_effect=None if raw.get("max_effect") is None else _number(raw["max_effect"], where, f"{key}.max_effect"),
         margin=None if margin is None else _number(margin, where, f"{key}.margin"),
         threshold=None if threshold is None else _number(threshold, where, f"{key}.threshold"),
+        analysis=analysis, under=under, versus=versus,
     )
 
 
-def _claim(raw: Any, index: int, where: str) -> ClaimSpec:
+def _choice(value: Any, allowed: Sequence[str], where: str, key: str) -> str:
+    if value not in allowed:
+        raise _fail(where, key, f"must be one of {', '.join(allowed)}, not {value!r}")
+    return str(value)
+
+
+def _whole(value: Any, where: str, key: str, least: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise _fail(where, key, f"must be a whole number >= {least}, not {value!r}")
+    return value
+
+
+def _sequential(raw: Any, where: str) -> SequentialSpec | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise _fail(where, "sequential", "must be a mapping like {add: 5, max_seeds: 10, spending: pocock}")
+    unknown = set(raw) - {"add", "max_seeds", "spending"}
+    if unknown:
+        raise _fail(where, "sequential", f"has unknown keys {sorted(unknown)}; allowed: add, max_seeds, spending")
+    return SequentialSpec(add=_whole(raw.get("add"), where, "sequential.add", 1),
+                          max_seeds=_whole(raw.get("max_seeds"), where, "sequential.max_seeds", 2),
+                          spending=_choice(raw.get("spending", "pocock"), SPENDING, where, "sequential.spending"))
+
+
+def _claim(raw: Any, index: int, where: str, analysis: str = WELCH) -> ClaimSpec:
     key = f"claims[{index}]"
     if not isinstance(raw, Mapping) or not raw.get("text"):
         raise _fail(where, key, "must be a mapping with at least `text` and a comparison")
     if "all_of" in raw:
-        parts = tuple(_comparison(p, where, f"{key}.all_of[{i}]") for i, p in enumerate(raw["all_of"] or []))
+        parts = tuple(_comparison(p, where, f"{key}.all_of[{i}]", str(raw.get("analysis", analysis)))
+                      for i, p in enumerate(raw["all_of"] or []))
         if not parts:
             raise _fail(where, f"{key}.all_of", "must list at least one comparison")
     else:
-        parts = (_comparison({k: v for k, v in raw.items() if k not in ("id", "text", "source")}, where, key),)
+        parts = (_comparison({k: v for k, v in raw.items() if k not in ("id", "text", "source")}, where, key,
+                             analysis),)
     return ClaimSpec(id=str(raw.get("id", f"claim{index + 1}")), text=str(raw["text"]), parts=parts,
                      source=None if raw.get("source") is None else str(raw["source"]))
 
@@ -217,7 +254,8 @@ def parse_spec(name: str, raw: Any, sweep_order: Mapping[str, tuple[str, ...]] |
     names = [f.name for f in figures]
     if len(set(names)) != len(names):
         raise _fail(where, "figures", f"has duplicate names {names}")
-    claims = tuple(_claim(c, i, where) for i, c in enumerate(raw.get("claims") or []))
+    analysis = _choice(raw.get("analysis", WELCH), ANALYSES, where, "analysis")
+    claims = tuple(_claim(c, i, where, analysis) for i, c in enumerate(raw.get("claims") or []))
     return ReportSpec(
         experiment=name, title=str(raw.get("title", name)),
         question=None if raw.get("question") is None else str(raw["question"]),
@@ -232,4 +270,19 @@ def parse_spec(name: str, raw: Any, sweep_order: Mapping[str, tuple[str, ...]] |
         style_by=None if raw.get("style_by") is None else bare_key(str(raw["style_by"])),
         table_params=tuple(str(p) for p in raw.get("table_params") or ()),
         compare_with=None if raw.get("compare_with") is None else str(raw["compare_with"]),
+        sequential=_sequential(raw.get("sequential"), where),
     )
+
+
+def spec_from_config(config: Any) -> ReportSpec | None:
+    """The ``report:`` section of a composed job config (what ``+experiment=NAME`` put there), or None."""
+    section = config.get("report") if hasattr(config, "get") else None
+    if section is None:
+        return None
+    raw = OmegaConf.to_container(section, resolve=False) if not isinstance(section, Mapping) or \
+        OmegaConf.is_config(section) else section
+    name = str(config.tracking.experiment)
+    sweeper = OmegaConf.to_container(config.hydra.sweeper, resolve=False) if "hydra" in config else {}
+    order = _sweep_order({"hydra": {"sweeper": sweeper}})
+    raw = _extended(raw, experiment_dirs(), where=f"+experiment ({name})", seen=(name,))
+    return parse_spec(name, raw, order, where=f"report of {name}")

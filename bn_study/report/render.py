@@ -12,11 +12,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bn_study.data.catalog import DATASETS, DIGITS
-from bn_study.report.cells import cell, duration, mean_ci, number, signed, utc, verdict_text
-from bn_study.report.claims import (AGREES, SPREAD, ClaimResult, PartResult, PublishedResult, epochs_to_reach)
+from bn_study.report.cells import cell, duration, mean_ci, number, signed, utc
+from bn_study.report.claims import ClaimResult
+from bn_study.report.claims_table import claims_table, sequential_line
 from bn_study.report.collect import Condition, Study, matches
-from bn_study.report.spec import Comparison, ConditionSpec, ReportSpec, unit_of
-from bn_study.report.stats import VERDICTS, Summary, summarize
+from bn_study.report.epochs import epochs_to_reach
+from bn_study.report.failures import failure_sensitivity
+from bn_study.report.method import METHOD
+from bn_study.report.published import DISAGREES, PUBLISHED_VERDICTS, PublishedResult
+from bn_study.report.spec import ConditionSpec, ReportSpec
+from bn_study.report.stats import VERDICTS, summarize
 
 VERDICT_LINE = "**Verdicts:**"
 COMMAND_LINE = "> Command: "  # the index lists these lines: how each report's runs were made
@@ -30,14 +35,19 @@ class FigureEntry:
     caption: str
 
 
-def verdict_counts(claims: Sequence[str], published: Sequence[str] = (), not_run: int = 0) -> str:
-    """``claims: 2 supported · 1 inconclusive; published numbers: 5 agree · 1 disagree``."""
+def verdict_counts(claims: Sequence[str], published: Sequence[str] = (), not_run: int = 0,
+                   uncorrected: Sequence[str] | None = None) -> str:
+    """``claims (Holm): 2 supported · 1 inconclusive (uncorrected: 3 supported); published numbers: 1 agree ·
+    5 not distinguishable``."""
     def counts(verdicts: Sequence[str], names: dict[str, str]) -> list[str]:
         return [f"{sum(v == key for v in verdicts)} {shown}" for key, shown in names.items()
                 if any(v == key for v in verdicts)]
 
-    text = f"claims: {' · '.join(counts(claims, {v: v for v in VERDICTS}))}" if claims else "no claims configured"
-    shown = counts(published, {VERDICTS[0]: "agree", VERDICTS[1]: "disagree", VERDICTS[2]: "too few runs"})
+    text = f"claims (Holm): {' · '.join(counts(claims, {v: v for v in VERDICTS}))}" if claims else "no claims configured"
+    if claims and uncorrected is not None and list(uncorrected) != list(claims):
+        text += f" (uncorrected: {' · '.join(counts(uncorrected, {v: v for v in VERDICTS}))})"
+    shown = counts(published, {PUBLISHED_VERDICTS[0]: "agree", PUBLISHED_VERDICTS[1]: "not distinguishable",
+                               PUBLISHED_VERDICTS[2]: "disagree", PUBLISHED_VERDICTS[3]: "too few runs"})
     shown += [f"{not_run} not run in this sweep"] if not_run else []
     if shown:
         text += f"; published numbers: {' · '.join(shown)}"
@@ -88,60 +98,6 @@ def _provenance(study: Study, spec: ReportSpec) -> list[str]:
     return lines
 
 
-def effect_cell(part: PartResult) -> str:
-    comp = part.comparison
-    if part.effect is None:
-        return "—"
-    unit = " epochs" if comp.test == "faster" else unit_of(comp.metric)
-    m = "epochs" if comp.test == "faster" else comp.metric
-    e = part.effect
-    return f"{signed(m, e.estimate)}{unit} [{signed(m, e.low)}, {signed(m, e.high)}]"
-
-
-def _arm(cond: Condition | None, s: Summary | None, comp: Comparison) -> str:
-    if cond is None:
-        return "(not in this sweep)"
-    m = "epochs" if comp.test == "faster" else comp.metric
-    return f"{cond.label}: {mean_ci(m, s)} (n={s.n if s else 0})"
-
-
-def _claimed(comp: Comparison) -> str:
-    unit = " epochs" if comp.test == "faster" else unit_of(comp.metric)
-    names = {"better": "A better than B", "faster": "A reaches it sooner",
-             "not_better": "A not better than B", "equivalent": "A ≈ B"}
-    return f"{names[comp.test]}: effect {comp.region().describe(unit)}"
-
-
-def _claims(results: Sequence[ClaimResult]) -> list[str]:
-    if not results:
-        return ["No claims are configured for this experiment (`report.claims` in its conf file)."]
-    out = ["| claim | measured | A (mean ± 95 % CI) | B (mean ± 95 % CI) | effect: A improves on B by [95 % CI] "
-           "| claimed region | verdict |",
-           "|---|---|---|---|---|---|---|"]
-    notes: list[str] = []
-    for i, res in enumerate(results, start=1):
-        several = len(res.parts) > 1
-        if several:
-            out.append(f"| **{i}. {cell(res.spec.text)}** | all of the parts below | | | | | {verdict_text(res.verdict)} |")
-        for j, part in enumerate(res.parts, start=1):
-            name = f"↳ {i}.{j}" if several else f"**{i}. {cell(res.spec.text)}**"
-            comp = part.comparison
-            marks = ""
-            for note in part.notes:
-                notes.append(note)
-                marks += f" [^{len(notes)}]"
-            out.append(f"| {name}{marks} | {cell(comp.measured())} | {cell(_arm(part.a, part.a_summary, comp))} "
-                       f"| {cell(_arm(part.b, part.b_summary, comp))} | {effect_cell(part)} | {cell(_claimed(comp))} "
-                       f"| {verdict_text(part.verdict)} |")
-    sources = [(i, r.spec.source) for i, r in enumerate(results, start=1) if r.spec.source]
-    if sources:
-        out += ["", "What the source says:", ""]
-        out += [f"{i}. {src}" for i, src in sources]
-    if notes:
-        out += [""] + [f"[^{k}]: {n}" for k, n in enumerate(notes, start=1)]
-    return out
-
-
 def _published(results: Sequence[PublishedResult], conditions: Sequence[Condition], missing: Sequence[ConditionSpec],
                metric: str, rounding: float) -> list[str]:
     shown = {r.condition.key: r for r in results}
@@ -161,7 +117,7 @@ def _published(results: Sequence[PublishedResult], conditions: Sequence[Conditio
         pi = "—" if r.summary is None or r.prediction_half is None else \
             f"{number(metric, r.summary.mean - r.prediction_half)} – {number(metric, r.summary.mean + r.prediction_half)}"
         delta = "—" if r.delta is None else f"{signed(metric, r.delta)} pp"
-        match = r.match if r.match in (AGREES, SPREAD) else f"**{r.match}**"
+        match = f"**{r.match}**" if r.verdict in (DISAGREES, "agrees") else r.match
         out.append(f"| {cell(c.label)} | {r.published:g} | {mean_ci(metric, r.summary)} | {runs} | {pi} "
                    f"| {delta} | {cell(match)} |")
     for m in missing:
@@ -208,30 +164,24 @@ def _final_table(conditions: Sequence[Condition], spec: ReportSpec, params: Sequ
             "had not by its last epoch E, `✗` if the run did not finish (diverged or stopped). Accuracies in %."]
     lost = [(c, r) for c in conditions for r in c.runs if not r.finished]
     if lost:
-        out += ["", "Runs that did not finish (counted above, left out of every mean):", ""]
+        out += ["", "Runs that did not finish (counted above, left out of the means):", ""]
         for c, r in lost:
             reason = f": {r.failure}" if r.failure else ""
             out.append(f"- {cell(c.label)}, seed {r.seed} (run `{r.run_id}`) — {r.status}{reason}")
+        lines = []
+        for c in conditions:
+            for m in metrics:
+                found = failure_sensitivity(c, m, conditions)
+                if found is not None:
+                    lines.append(f"- {cell(c.label)}: {m} {mean_ci(m, summarize(c.values(m)))} over finished runs; "
+                                 f"{mean_ci(m, found[0])} with its failed runs at {number(m, found[1])}")
+        if lines:
+            out += ["", "Sensitivity — the failed runs counted at the worst value (chance accuracy; the worst loss "
+                    "any run of this sweep logged):", "", *lines]
     return out
 
 
-METHOD = """\
-- Each condition ran once per seed (5 seeds unless the sweep said otherwise); a number is the mean over
-  its **finished** runs with a **95 % Student-t interval** (n − 1 degrees of freedom). Runs that
-  diverged (MLflow status FAILED) are counted in *runs (finished/total)* and listed, never averaged in.
-- A comparison's effect is "how much A improves on B" in the metric's good direction (higher accuracy,
-  lower loss, fewer epochs), with a **Welch** (unequal-variance, unpaired) 95 % interval: runs of two
-  conditions with the same seed share their initial weights but not their trajectories, and diverged
-  runs leave unequal n. Accuracies are in percent, so their effects are in percentage points (pp).
-- Each claim states the region its effect must lie in. **supported**: the whole 95 % CI lies inside
-  the region; **not supported**: the CI lies entirely outside it; **inconclusive**: the CI straddles its
-  edge (or a condition is missing or has fewer than 2 finished runs). Tests: *better* — effect above
-  `min_effect` (0, or the size that "a lot" means), and at most `max_effect` when the claim says "a
-  little"; *not_better* — effect at most `margin`; *equivalent* — effect within ± `margin` (TOST-like,
-  with the stricter 95 % interval); *faster* — fewer epochs to reach a threshold, a run that never
-  reached it counting as one epoch past its end. A claim with several parts holds only if all hold.
-- Published numbers are single runs, compared with the CI of our mean and with the 95 % prediction
-  interval for one run (mean ± t·s·√(1 + 1/n)); they disagree only when outside both (± rounding)."""
+
 
 
 def experiment_readme(study: Study, spec: ReportSpec, conditions: Sequence[Condition],
@@ -245,9 +195,9 @@ def experiment_readme(study: Study, spec: ReportSpec, conditions: Sequence[Condi
         lines += [spec.question, ""]
     lines += _provenance(study, spec) + [""]
     missing = missing_published(spec, conditions)
-    lines += [f"{VERDICT_LINE} {verdict_counts([c.verdict for c in claims], [p.verdict for p in published], len(missing))}",
+    lines += [f"{VERDICT_LINE} {verdict_counts([c.corrected for c in claims], [p.verdict for p in published], len(missing), [c.verdict for c in claims])}",
               ""]
-    lines += ["## Claims", ""] + _claims(claims) + [""]
+    lines += ["## Claims", ""] + sequential_line(spec, claims) + claims_table(claims) + [""]
     if beside is not None:
         lines += [f"## Side by side with {beside[0]}", "", *beside[1], ""]
     if published or missing:

@@ -10,7 +10,7 @@ from bn_study.data.catalog import DATASETS
 from bn_study.report.cells import cell, mean_ci, verdict_text
 from bn_study.report.claims import ClaimResult
 from bn_study.report.collect import Condition, Study
-from bn_study.report.render import effect_cell
+from bn_study.report.claims_table import effect_cell
 from bn_study.report.stats import summarize
 
 FINAL_METRIC = "test_acc"
@@ -36,13 +36,18 @@ def side_by_side(this: Side, other: Side) -> list[str]:
     p = other.study.parent
     out = [f"The same claims, judged on {other.name}: its latest sweep `{p.run_id}` ({len(other.study.runs)} runs, "
            f"report `reports/{other.study.experiment}`), with the same statistics.", "",
-           f"| claim | {cell(this.name)}: effect [95 % CI] | verdict | {cell(other.name)}: effect [95 % CI] | verdict |",
+           f"| claim | {cell(this.name)}: effect [95 % CI] | verdict (Holm; a part: uncorrected) "
+           f"| {cell(other.name)}: effect [95 % CI] | verdict (Holm; a part: uncorrected) |",
            "|---|---|---|---|---|"]
     for i, (mine, theirs) in enumerate(zip(this.claims, other.claims), start=1):
+        several = len(mine.parts) > 1
+        if several:
+            out.append(f"| **{i}. {cell(mine.spec.text)}** | all of the parts below | {verdict_text(mine.corrected)} "
+                       f"| | {verdict_text(theirs.corrected)} |")
         for j, (a, b) in enumerate(zip(mine.parts, theirs.parts), start=1):
-            name = f"**{i}. {cell(mine.spec.text)}**" + (f" ({j})" if len(mine.parts) > 1 else "")
-            out.append(f"| {name} | {effect_cell(a)} | {verdict_text(a.verdict)} | {effect_cell(b)} "
-                       f"| {verdict_text(b.verdict)} |")
+            name = f"↳ {i}.{j}" if several else f"**{i}. {cell(mine.spec.text)}**"
+            va, vb = (a.verdict, b.verdict) if several else (mine.corrected, theirs.corrected)
+            out.append(f"| {name} | {effect_cell(a)} | {verdict_text(va)} | {effect_cell(b)} | {verdict_text(vb)} |")
     theirs_by_label = {c.label: c for c in other.conditions}
     out += ["", f"| condition | {cell(this.name)}: {FINAL_METRIC}, last epoch (mean ± 95 % CI) "
                 f"| {cell(other.name)}: {FINAL_METRIC}, last epoch (mean ± 95 % CI) |", "|---|---|---|"]

@@ -19,6 +19,8 @@ except a claim's ``text`` and its comparison; see ``conf/experiment/bn_vs_none.y
       published: {metric: test_acc, rounding: 1}             # published numbers are rounded to 1 pp
       color_by: norm            # one colour per value of this key in every figure (default: per condition)
       style_by: null            # line style per value of this key (solid, dashed, …), in every figure
+      analysis: paired          # welch (default) | paired: how every claim compares its arms (a claim may override)
+      sequential: {add: 5, max_seeds: 10, spending: pocock}  # more seeds for undecided claims (grid studies)
       figures:
         - {name: curves, kind: curves, metrics: [train_loss, val_acc], rows: act}
         - {name: saturation, kind: activations, select: [{act: sigmoid, norm: none}, ...], stats: [inactive, std]}
@@ -33,17 +35,28 @@ except a claim's ``text`` and its comparison; see ``conf/experiment/bn_vs_none.y
           metric: val_acc         # accuracies are in percent, so effects/margins are in points (pp)
           epoch: 1                # an epoch number, or "last"
           min_effect: 5           # better: effect must exceed this ("a lot"); max_effect: "a little"
+        - id: sigmoid_vs_relu
+          text: "BN's gain is larger for sigmoid than for relu"
+          test: interaction       # (A − B) under `under` minus (A − B) under `versus`
+          a: {norm: bn1}
+          b: {norm: none}
+          under: {act: sigmoid}
+          versus: {act: relu}
+          metric: val_acc
+          epoch: 1
         - id: ...
           text: ...
           all_of: [ {test: ..., a: ..., b: ..., ...}, ... ]   # every part must hold
 
 The tests, with "effect" = how much A improves on B (higher accuracy, lower loss, fewer epochs) and
-the verdict rule of ``stats.verdict`` (95 % CI inside the region: supported; outside: not supported):
+the verdict rule of ``stats.verdict`` (95 % CI inside the region: supported; entirely outside it:
+contradicted or exceeded), then Holm across the report's claims (``claims.correct``):
 
 - ``better``: effect > ``min_effect`` (default 0) and, if ``max_effect`` is given, ≤ ``max_effect``;
 - ``not_better``: effect ≤ ``margin`` (A gains at most this much);
 - ``equivalent``: −``margin`` ≤ effect ≤ ``margin`` (``margin`` required);
-- ``faster``: like ``better``, on the epochs each run needed to reach ``threshold`` (required).
+- ``faster``: like ``better``, on the epochs each run needed to reach ``threshold`` (required);
+- ``interaction``: like ``better``, on A's gain over B under ``under`` minus the same gain under ``versus``.
 
 A selector (``a``, ``b``, ``select``) is a mapping of override keys (``act``, ``norm``, ``batch_size``,
 ``variant`` for ``+variant=``) or flattened params (``optimizer.name``) to values; it must pick out
@@ -57,9 +70,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bn_study.report.stats import Region
+from bn_study.report.stats import CONTRADICTED, EXCEEDED, WELCH, Region
 
-TESTS = ("better", "not_better", "equivalent", "faster")
+TESTS = ("better", "not_better", "equivalent", "faster", "interaction")
 FIGURE_KINDS = ("curves", "activations", "published")
 DEFAULT_CURVES = ("train_loss", "val_loss", "val_acc")
 
@@ -89,23 +102,44 @@ class Comparison:
     max_effect: float | None = None
     margin: float | None = None
     threshold: float | None = None  # faster: the metric value whose first crossing is timed
+    analysis: str = WELCH  # welch (unpaired) | paired (over the seeds both arms ran)
+    # interaction: the gain from A over B under ``under`` minus the same gain under ``versus``
+    under: Selector | None = None
+    versus: Selector | None = None
 
     def region(self) -> Region:
         """Where the effect (A's improvement over B, in the metric's good direction) must lie."""
-        if self.test in ("better", "faster"):
+        if self.test in ("better", "faster", "interaction"):
             high = math.inf if self.max_effect is None else float(self.max_effect)
             return Region(float(self.min_effect), high, low_open=True, high_open=math.isinf(high))
         margin = float(self.margin or 0.0)
         if self.test == "not_better":
-            return Region(-math.inf, margin, high_open=False)
-        return Region(-margin, margin, low_open=False, high_open=False)  # equivalent
+            return Region(-math.inf, margin, high_open=False, above=CONTRADICTED)
+        # equivalent reads "A is as good as B": an A clearly better exceeds the claim, clearly worse contradicts it
+        return Region(-margin, margin, low_open=False, high_open=False, above=EXCEEDED)
 
     def measured(self) -> str:
         """What number is compared, in words."""
         if self.test == "faster":
             return f"epochs to reach {self.metric} ≥ {self.threshold:g}"
         at = "the last epoch" if self.epoch is None else f"epoch {self.epoch}"
+        if self.test == "interaction":
+            return f"gain in {self.metric} at {at}, {_shown(self.under)} minus {_shown(self.versus)}"
         return f"{self.metric} at {at}"
+
+
+def _shown(selector: Selector | None) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted((selector or {}).items()))
+
+
+@dataclass(frozen=True)
+class SequentialSpec:
+    """Seeds added in batches to the conditions of undecided claims, after the planned ones, up to a cap;
+    each look spends part of α (``stats.look_alphas``)."""
+
+    add: int  # seeds per condition added at each further look
+    max_seeds: int  # the cap per condition, planned seeds included
+    spending: str = "pocock"  # pocock | obrien_fleming
 
 
 @dataclass(frozen=True)
@@ -163,3 +197,5 @@ class ReportSpec:
     file: Path | None = None
     # another experiment whose latest sweep is shown beside this one, judged by these same claims
     compare_with: str | None = None
+    # seeds added to undecided claims' conditions after the planned ones (None: the planned seeds only)
+    sequential: SequentialSpec | None = None

@@ -1,36 +1,48 @@
-"""Numbers behind every table cell and verdict: t-intervals over seeds, Welch intervals for differences,
-and the one rule that turns an interval into a verdict.
+"""Numbers behind every table cell and verdict: t-intervals over seeds, Welch or paired intervals for
+differences, the region rule that turns an interval into a verdict, and Holm's step-down correction
+across a report's claims.
 
 Why these choices:
 
 - **t-interval over seeds** (not a bootstrap): with 5 seeds a percentile bootstrap can only produce
   intervals that are too narrow (it never reaches beyond the observed min/max); Student's t with
   n − 1 degrees of freedom is the textbook small-sample interval for a mean.
-- **Welch's unequal-variance interval for a difference of two conditions, not a paired one**: runs
-  with the same seed share their initial weights and batch order, but after a few hundred steps the
-  trajectories of different conditions have nothing left in common that we could rely on, and
-  diverged runs leave the arms with unequal n. Welch needs neither matched seeds nor equal
-  variances; if outcomes were positively correlated by seed it is merely conservative.
+- **Two analyses of a difference, chosen per claim**: Welch's unequal-variance interval (unpaired: it
+  needs neither matched seeds nor equal variances) or the paired t-interval over the seeds both arms
+  ran (same seed = same initial weights where shapes match, same shuffle order). Pairing is narrower
+  when seed effects are shared and wider (fewer df) when they are not, so it is a choice the report
+  states, never a silent switch.
 - **One verdict rule for every claim**: a claim says the effect (A's improvement over B) lies in a
-  region R. *supported* when the whole 95 % CI lies inside R, *not supported* when the CI does not
-  touch R at all, *inconclusive* otherwise. For equivalence this is TOST-like (we use the 95 % CI,
-  stricter than the usual 90 %).
+  region R. *supported* when the whole CI lies inside R; when the CI lies entirely outside R, the
+  claim is *contradicted* (the effect is on the other side of a bound the claim set) or *exceeded*
+  (beyond the bound in the claim's own direction: "A matches B" when A is clearly better);
+  *inconclusive* otherwise. For equivalence this is TOST-like (at 95 %, stricter than the usual 90 %).
+- **Holm across the claims of a report**: a verdict is a decision at level α; a report makes several,
+  so each claim also gets Holm's step-down verdict, which keeps the chance of any wrong decision in
+  the report at α. Holm needs no independence between claims (several share a condition).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from scipy import stats as sps
 
-LEVEL = 0.95  # every interval in the report is a 95 % interval
+LEVEL = 0.95  # every interval in the report is a 95 % interval unless a correction says otherwise
+ALPHA = 1 - LEVEL
 
 SUPPORTED = "supported"
-NOT_SUPPORTED = "not supported"
+CONTRADICTED = "contradicted"
+EXCEEDED = "exceeded"
 INCONCLUSIVE = "inconclusive"
-VERDICTS = (SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE)
+VERDICTS = (SUPPORTED, CONTRADICTED, EXCEEDED, INCONCLUSIVE)
+DECIDED = (SUPPORTED, CONTRADICTED, EXCEEDED)
+
+WELCH = "welch"
+PAIRED = "paired"
+ANALYSES = (WELCH, PAIRED)
 
 
 @dataclass(frozen=True)
@@ -78,47 +90,101 @@ def prediction_half_width(s: Summary, level: float = LEVEL) -> float | None:
 
 @dataclass(frozen=True)
 class Difference:
-    """mean(a) − mean(b) with its Welch 95 % interval."""
+    """An effect estimate with its 95 % interval, its standard error and degrees of freedom (so the interval
+    can be redrawn at any level), the analysis that made it and how many runs (or seed pairs) it rests on."""
 
     estimate: float
     low: float
     high: float
     df: float
+    se: float = 0.0
+    analysis: str = WELCH
+    n: int = 0
+
+    def interval(self, level: float = LEVEL) -> tuple[float, float]:
+        if self.se == 0.0:
+            return self.estimate, self.estimate
+        h = _t(self.df, level) * self.se
+        return self.estimate - h, self.estimate + h
+
+    def p_beyond(self, bound: float, above: bool) -> float:
+        """The two-sided-equivalent p-value for "the effect lies strictly above (or below) ``bound``": the
+        largest 1 − level at which the interval still lies entirely on that side of it."""
+        if math.isinf(bound):
+            return 0.0 if (bound < 0) == above else 1.0
+        if self.se == 0.0:
+            return 0.0 if (self.estimate > bound if above else self.estimate < bound) else 1.0
+        z = (self.estimate - bound) / self.se
+        one_sided = float(sps.t.sf(z if above else -z, self.df))
+        return min(1.0, 2.0 * one_sided)
+
+
+def _difference(estimate: float, variance_terms: Sequence[tuple[float, int]], analysis: str, n: int,
+                level: float = LEVEL) -> Difference:
+    """An estimate whose variance is a sum of s²/n terms (one per mean involved), with the Welch–Satterthwaite df."""
+    se = math.sqrt(math.fsum(v for v, _ in variance_terms))
+    if se == 0.0:  # every run identical: the difference is known exactly
+        return Difference(estimate, estimate, estimate, math.inf, 0.0, analysis, n)
+    df = se ** 4 / math.fsum(v ** 2 / (k - 1) for v, k in variance_terms if v > 0)
+    h = _t(df, level) * se
+    return Difference(estimate, estimate - h, estimate + h, df, se, analysis, n)
 
 
 def welch(a: Sequence[float], b: Sequence[float], level: float = LEVEL) -> Difference | None:
     """Welch's interval for mean(a) − mean(b); ``None`` unless both arms have at least 2 values."""
-    sa, sb = summarize(a), summarize(b)
-    if sa is None or sb is None or sa.sd is None or sb.sd is None:
+    return contrast([(1.0, a), (-1.0, b)], level)
+
+
+def contrast(terms: Sequence[tuple[float, Sequence[float]]], level: float = LEVEL) -> Difference | None:
+    """Σ cᵢ·mean(xᵢ) over independent groups, with the Welch–Satterthwaite interval (an interaction is
+    (A − B) under X minus (A − B) under Y: four groups); ``None`` unless every group has 2 values."""
+    sums = [(c, summarize(xs)) for c, xs in terms]
+    if any(s is None or s.sd is None for _, s in sums):
         return None
-    va, vb = sa.sd ** 2 / sa.n, sb.sd ** 2 / sb.n
-    d = sa.mean - sb.mean
-    se = math.sqrt(va + vb)
-    if se == 0.0:  # every run of both arms identical: the difference is known exactly
-        return Difference(d, d, d, math.inf)
-    df = (va + vb) ** 2 / (va ** 2 / (sa.n - 1) + vb ** 2 / (sb.n - 1))
-    h = _t(df, level) * se
-    return Difference(d, d - h, d + h, df)
+    estimate = math.fsum(c * s.mean for c, s in sums)  # type: ignore[union-attr]
+    return _difference(estimate, [(c * c * s.sd ** 2 / s.n, s.n) for c, s in sums],  # type: ignore[union-attr]
+                       WELCH, sum(s.n for _, s in sums), level)  # type: ignore[union-attr]
+
+
+def paired(terms: Sequence[tuple[float, Mapping[int, float]]]) -> Difference | None:
+    """Σ cᵢ·xᵢ per seed, over the seeds every group has, with the one-sample t-interval of those per-seed
+    contrasts (A − B: two groups; an interaction: four); ``None`` with fewer than 2 common seeds."""
+    seeds = sorted(set.intersection(*(set(xs) for _, xs in terms))) if terms else []
+    if len(seeds) < 2:
+        return None
+    d = [math.fsum(c * xs[s] for c, xs in terms) for s in seeds]
+    m = summarize(d)
+    assert m is not None and m.sd is not None
+    return _difference(m.mean, [(m.sd ** 2 / m.n, m.n)], PAIRED, m.n)
 
 
 @dataclass(frozen=True)
 class Region:
-    """Where a claim says the effect lies: from ``low`` to ``high``; an open end excludes its bound."""
+    """Where a claim says the effect lies: from ``low`` to ``high``; an open end excludes its bound.
+    ``above``: what an effect entirely above ``high`` means for the claim — *exceeded* when the claim's own
+    direction is up ("A at most a little better", "A matches B"), *contradicted* when it is not
+    ("A is not better")."""
 
     low: float = -math.inf
     high: float = math.inf
     low_open: bool = True
     high_open: bool = True
+    above: str = EXCEEDED
 
     def contains_interval(self, lo: float, hi: float) -> bool:
         above = lo > self.low if self.low_open else lo >= self.low
         below = hi < self.high if self.high_open else hi <= self.high
         return above and below
 
+    def below_interval(self, lo: float, hi: float) -> bool:
+        """The interval lies entirely below the region."""
+        return hi <= self.low if self.low_open else hi < self.low
+
+    def above_interval(self, lo: float, hi: float) -> bool:
+        return lo >= self.high if self.high_open else lo > self.high
+
     def misses_interval(self, lo: float, hi: float) -> bool:
-        left = hi <= self.low if self.low_open else hi < self.low
-        right = lo >= self.high if self.high_open else lo > self.high
-        return left or right
+        return self.below_interval(lo, hi) or self.above_interval(lo, hi)
 
     def describe(self, unit: str = "") -> str:
         """Reads like ``> 0``, ``in (0, 5 pp]``, ``≤ 0.5 pp``, ``in [−1, 1] pp``."""
@@ -135,20 +201,85 @@ class Region:
 
 
 def verdict(lo: float, hi: float, region: Region) -> str:
-    """The rule: CI inside the region → supported; CI disjoint from it → not supported; else inconclusive."""
+    """The rule: CI inside the region → supported; CI below it → contradicted; above it → the region's
+    ``above`` (exceeded, or contradicted for "A is not better"); else inconclusive."""
     if region.contains_interval(lo, hi):
         return SUPPORTED
-    if region.misses_interval(lo, hi):
-        return NOT_SUPPORTED
+    if region.below_interval(lo, hi):
+        return CONTRADICTED
+    if region.above_interval(lo, hi):
+        return region.above
     return INCONCLUSIVE
+
+
+def p_values(effect: Difference, region: Region) -> dict[str, float]:
+    """For each decided verdict, the smallest α at which the (1 − α) interval reaches it: support needs the
+    interval past every finite bound of the region (intersection–union), a miss past one of them."""
+    out = {SUPPORTED: max(effect.p_beyond(region.low, above=True), effect.p_beyond(region.high, above=False)),
+           CONTRADICTED: effect.p_beyond(region.low, above=False) if not math.isinf(region.low) else 1.0,
+           EXCEEDED: 1.0}
+    if not math.isinf(region.high):
+        out[region.above] = min(out[region.above], effect.p_beyond(region.high, above=True))
+    return out
 
 
 def combine(verdicts: Sequence[str]) -> str:
-    """A claim made of several comparisons ("all of"): holds only if every part holds, fails if any fails."""
+    """A claim made of several comparisons ("all of"): holds only if every part holds; a part that is
+    contradicted contradicts the claim, one that is exceeded (and none contradicted) exceeds it."""
     if not verdicts:
         return INCONCLUSIVE
-    if any(v == NOT_SUPPORTED for v in verdicts):
-        return NOT_SUPPORTED
+    for failed in (CONTRADICTED, EXCEEDED):
+        if any(v == failed for v in verdicts):
+            return failed
     if all(v == SUPPORTED for v in verdicts):
         return SUPPORTED
     return INCONCLUSIVE
+
+
+def holm(p: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values, in the input's order (a tie keeps the input order)."""
+    m = len(p)
+    order = sorted(range(m), key=lambda i: (p[i], i))
+    out = [1.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out
+
+
+def binomial_se(accuracy_percent: float, n: int) -> float:
+    """The standard error (in pp) of one accuracy measured on n images: the test set's own sampling error,
+    which every seed shares (they all read the same images), so between-seed intervals leave it out."""
+    q = min(max(accuracy_percent / 100.0, 0.0), 1.0)
+    return 100.0 * math.sqrt(q * (1 - q) / n)
+
+
+# --- sequential seeds: alpha spending ---------------------------------------------------------------------
+
+SPENDING = ("pocock", "obrien_fleming")
+
+
+def spent(fraction: float, spending: str, alpha: float = ALPHA) -> float:
+    """Lan–DeMets spending functions: the error allowed up to information fraction t (seeds used / cap)."""
+    t = min(max(fraction, 0.0), 1.0)
+    if t == 0.0:
+        return 0.0
+    if spending == "pocock":
+        return alpha * math.log(1 + (math.e - 1) * t)
+    if spending == "obrien_fleming":
+        return float(2 - 2 * sps.norm.cdf(sps.norm.ppf(1 - alpha / 2) / math.sqrt(t)))
+    raise ValueError(f"unknown spending function {spending!r}; known: {', '.join(SPENDING)}")
+
+
+def look_alphas(sizes: Sequence[int], cap: int, spending: str, alpha: float = ALPHA) -> list[float]:
+    """The α each look may use: the increments of the spending function at n₁ < n₂ < … (seeds per arm)
+    out of ``cap``. They sum to at most α, so by the union bound the chance of any wrong decision over all
+    looks stays ≤ α whatever the correlation between looks (conservative: exact group-sequential bounds
+    would give slightly more)."""
+    out, before = [], 0.0
+    for n in sizes:
+        now = spent(n / cap, spending, alpha)
+        out.append(max(now - before, 0.0))
+        before = now
+    return out

@@ -70,6 +70,25 @@ class GridSweeper(BasicSweeper):
             results.extend(self.launcher.launch(batch, initial_job_idx=first_index + len(results)))
         return results
 
+    def _sequential_looks(self, jobs: list[list[str]], first_index: int) -> list[JobReturn]:
+        """``report.sequential``: after the planned jobs, more seeds for undecided claims, look by look."""
+        from bn_study.sweep.sequential import more_seeds, sequential_spec
+
+        spec = sequential_spec(self.config)
+        results: list[JobReturn] = []
+        if spec is None:
+            return results
+        experiment = self.parent.client.get_experiment(self.parent.experiment_id).name
+        shared = list(self.config.hydra.overrides.task)
+        before: list[list[str]] = []
+        while extra := more_seeds(spec, self.parent.client, experiment, self.parent.run_id, jobs, shared):
+            if extra == before:  # the last look's jobs left no runs (they crashed first): asking again won't help
+                log.error("sequential seeds: the jobs of the last look logged no runs; no further looks")
+                break
+            results += self._launch(extra, first_index=first_index + len(results))
+            before = extra
+        return results
+
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         pass  # sweep() composed and checked every job before the first batch
 
@@ -106,6 +125,7 @@ class GridSweeper(BasicSweeper):
                 self.parent.on_held("wait")
                 for i, r in zip(held, self._launch([jobs[i] for i in held], first_index=len(results))):
                     results[i] = r
+            results += self._sequential_looks(jobs, len(results))
         except KeyboardInterrupt:
             self.parent.interrupted()
             raise

@@ -1,0 +1,116 @@
+"""The claims section of a report: one row per claim (or part) with the arms, the effect and its interval, the
+analysis used, the Holm verdict with its p-values and sequential look, and the uncorrected verdict beside it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bn_study.report.cells import cell, mean_ci, signed, verdict_text
+from bn_study.report.claims import ClaimResult, PartResult
+from bn_study.report.collect import Condition
+from bn_study.report.spec import Comparison, ReportSpec, unit_of
+from bn_study.report.stats import PAIRED, Summary
+
+
+def effect_cell(part: PartResult) -> str:
+    comp = part.comparison
+    if part.effect is None:
+        return "—"
+    unit = " epochs" if comp.test == "faster" else unit_of(comp.metric)
+    m = "epochs" if comp.test == "faster" else comp.metric
+    e = part.effect
+    text = f"{signed(m, e.estimate)}{unit} [{signed(m, e.low)}, {signed(m, e.high)}]"
+    rel = part.relative_error
+    if rel is not None:
+        text += f"; errors {-rel[0] * 100:+.0f} % vs B [{-rel[2] * 100:+.0f}, {-rel[1] * 100:+.0f}]"
+    if comp.test == "interaction":
+        gains = [g for g in part.gains]
+        text += "".join(f"; gain {w}: {signed(m, g.estimate)}{unit}" for w, g in zip(("under", "versus"), gains) if g)
+    return text
+
+
+def analysis_text(part: PartResult) -> str:
+    e = part.effect
+    if part.comparison.analysis == PAIRED:
+        return f"paired t over {e.n} seeds" if e else "paired t"
+    return "Welch (unpaired)"
+
+
+def _arm(cond: Condition | None, s: Summary | None, comp: Comparison, sampling: float | None = None,
+         second: Condition | None = None) -> str:
+    if cond is None:
+        return "(not in this sweep)"
+    m = "epochs" if comp.test == "faster" else comp.metric
+    se = f"; one run's test-set SE ± {sampling:.2f} pp" if sampling is not None else ""
+    text = f"{cond.label}: {mean_ci(m, s)} (n={s.n if s else 0}{se})"
+    if second is not None:
+        text += f"; versus {second.label}"
+    return text
+
+
+def _claimed(comp: Comparison) -> str:
+    unit = " epochs" if comp.test == "faster" else unit_of(comp.metric)
+    names = {"better": "A better than B", "faster": "A reaches it sooner",
+             "not_better": "A not better than B", "equivalent": "A ≈ B (A as good as B)",
+             "interaction": "A's gain over B larger under the first setting"}
+    return f"{names[comp.test]}: effect {comp.region().describe(unit)}"
+
+
+def _decision(res: ClaimResult) -> str:
+    """How the headline verdict was reached: Holm's p (and the sequential look)."""
+    text = f"p {res.p:.2g}, Holm p {res.adjusted_p:.2g} vs α {res.alpha:.3g}"
+    if res.look is not None:
+        text += f"; look {res.look}, {res.seeds} seeds per condition"
+    return text
+
+
+def sequential_line(spec: ReportSpec, claims: Sequence[ClaimResult]) -> list[str]:
+    seq = spec.sequential
+    if seq is None or not claims:
+        return []
+    from bn_study.report.sequential import planned_looks
+
+    first = min((c.seeds for c in claims if c.seeds), default=None)
+    if first is None:
+        return ["Sequential seeds are configured, but no look had the planned seeds; judged as they are.", ""]
+    looks = planned_looks(seq, first)
+    taken = max(c.look or 0 for c in claims)
+    plan = ", ".join(f"{n} seeds (α {a:.3g})" for n, a in zip(looks.sizes, looks.alphas))
+    return [f"Sequential seeds ({seq.spending} spending, +{seq.add} per look, cap {seq.max_seeds}): looks planned at "
+            f"{plan}; looks taken: {taken} of {len(looks.sizes)}. Each claim's verdict is from the look that decided "
+            "it, or its last look.", ""]
+
+
+def claims_table(results: Sequence[ClaimResult]) -> list[str]:
+    if not results:
+        return ["No claims are configured for this experiment (`report.claims` in its conf file)."]
+    out = ["| claim | measured · analysis | A (mean ± 95 % CI) | B (mean ± 95 % CI) "
+           "| effect: A improves on B by [95 % CI] | claimed region | verdict (Holm) | uncorrected (95 %) |",
+           "|---|---|---|---|---|---|---|---|"]
+    notes: list[str] = []
+    for i, res in enumerate(results, start=1):
+        several = len(res.parts) > 1
+        decided = f"{verdict_text(res.corrected)}<br>{cell(_decision(res))}"
+        if several:
+            out.append(f"| **{i}. {cell(res.spec.text)}** | all of the parts below | | | | | {decided} "
+                       f"| {res.verdict} |")
+        for j, part in enumerate(res.parts, start=1):
+            name = f"↳ {i}.{j}" if several else f"**{i}. {cell(res.spec.text)}**"
+            comp = part.comparison
+            marks = ""
+            for note in part.notes:
+                notes.append(note)
+                marks += f" [^{len(notes)}]"
+            se = part.sampling_se() or (None, None)
+            shown = "" if several else decided
+            out.append(f"| {name}{marks} | {cell(comp.measured())} · {analysis_text(part)} "
+                       f"| {cell(_arm(part.a, part.a_summary, comp, se[0], part.a2))} "
+                       f"| {cell(_arm(part.b, part.b_summary, comp, se[1], part.b2))} | {effect_cell(part)} "
+                       f"| {cell(_claimed(comp))} | {shown or verdict_text(part.verdict)} | {part.verdict} |")
+    sources = [(i, r.spec.source) for i, r in enumerate(results, start=1) if r.spec.source]
+    if sources:
+        out += ["", "What the source says:", ""]
+        out += [f"{i}. {src}" for i, src in sources]
+    if notes:
+        out += [""] + [f"[^{k}]: {n}" for k, n in enumerate(notes, start=1)]
+    return out

@@ -1,0 +1,41 @@
+"""Failed runs (diverged or crashed) are left out of means and verdicts, and then put back at the worst value,
+so a reader sees whether a verdict rests on dropping them."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from bn_study.data.catalog import DATASETS
+from bn_study.report.collect import Condition
+from bn_study.report.spec import higher_is_better
+from bn_study.report.stats import Summary, summarize
+
+FAILED = "FAILED"  # a run that diverged or crashed; KILLED or still RUNNING runs are merely missing
+
+
+def worst_value(metric: str, conditions: Sequence[Condition]) -> float:
+    """What a failed run counts as: chance accuracy for an accuracy, else the worst value any run of the
+    study logged for that metric (the loss a run shows when it diverges is no better than that)."""
+    if higher_is_better(metric):
+        names = {c.choices.get("data.name", "mnist") for c in conditions}
+        classes = max((len(DATASETS[n].classes) for n in names if n in DATASETS), default=10)
+        return 100.0 / classes
+    seen = [v for c in conditions for r in c.runs for v in (r.history.get(metric) or {}).values() if math.isfinite(v)]
+    return max(seen) if seen else math.inf
+
+
+def failed_runs(cond: Condition | None) -> int:
+    return 0 if cond is None else sum(r.status == FAILED for r in cond.runs)
+
+
+def failure_sensitivity(cond: Condition, metric: str, conditions: Sequence[Condition]) -> tuple[Summary | None, float] | None:
+    """The condition's ``metric`` at the last epoch with its failed runs counted at the worst value, and
+    that value; None when no run of it failed."""
+    if not failed_runs(cond):
+        return None
+    worst = worst_value(metric, conditions)
+    values = [v for r in cond.runs if (v := (r.value(metric) if r.finished else worst if r.status == FAILED else None))
+              is not None and math.isfinite(v)]
+    return summarize(values), worst
+
