@@ -388,3 +388,18 @@ def test_the_real_process_exits_2_with_one_line_and_writes_nothing(real_runs, na
     for fragment in REAL_FRAGMENTS[name]:
         assert fragment in err, f"{fragment!r} not in {err!r}"
     assert_nothing_written(launch)
+
+
+@pytest.mark.parametrize("overrides, fragments", [
+    (["+experiment=bn_vs_none", "report.sequential.add=0"], ["report.sequential.add must be a whole number >= 1, not 0"]),
+    (["+experiment=bn_vs_none", "+report.sequential.look=2"], ["report.sequential has unknown keys ['look']"]),
+    (["+experiment=bn_vs_none", "report.sequential.spending=linear"],
+     ["report.sequential.spending must be one of pocock, obrien_fleming, not 'linear'"]),
+    (["+experiment=bn_vs_none", "report.analysis=pairs"], ["report.analysis must be one of welch, paired, not 'pairs'"]),
+    (["+experiment=bn_vs_none", "hparams_search=optuna", "hydra.sweeper.n_trials=1"],
+     ["report.sequential is set, but only the grid sweeper adds seeds"]),
+])
+def test_a_bad_report_section_stops_the_sweep_before_any_run(cli, tmp_path, overrides, fragments):
+    """The sequential looks run inside the sweep, after the planned jobs: their settings are checked first."""
+    assert_refused(cli("-m", *overrides, *QUICK), fragments, tmp_path)
+

@@ -30,6 +30,7 @@ class GridSweeper(BasicSweeper):
     def __init__(self, max_batch_size: int | None, params: dict[str, str] | None = None) -> None:
         super().__init__(max_batch_size=max_batch_size, params=params)
         self.parent: Any = None  # the multirun's ParentRun, once the jobs passed preflight
+        self.sequential: Any = None  # the report section, when it adds seeds look by look (report.sequential)
 
     def all_jobs(self, arguments: list[str]) -> list[list[str]]:
         """The grid's jobs, expanded as BasicSweeper.sweep expands them."""
@@ -72,9 +73,9 @@ class GridSweeper(BasicSweeper):
 
     def _sequential_looks(self, jobs: list[list[str]], first_index: int) -> list[JobReturn]:
         """``report.sequential``: after the planned jobs, more seeds for undecided claims, look by look."""
-        from bn_study.sweep.sequential import more_seeds, sequential_spec
+        from bn_study.sweep.sequential import more_seeds
 
-        spec = sequential_spec(self.config)
+        spec = self.sequential
         results: list[JobReturn] = []
         if spec is None:
             return results
@@ -105,7 +106,11 @@ class GridSweeper(BasicSweeper):
         if self.max_batch_size is not None and (not isinstance(self.max_batch_size, int) or self.max_batch_size < 1):
             raise UserError(f"hydra.sweeper.max_batch_size={self.max_batch_size!r} is not allowed; it must be a "
                             "whole number >= 1, or null (all jobs in one batch).")
-        # every check before anything exists: the launcher's settings, then every job of the grid
+        # every check before anything exists: the launcher's settings, the study's report section (its
+        # sequential looks run inside this sweep), then every job of the grid
+        from bn_study.sweep.sequential import sequential_spec
+
+        self.sequential = sequential_spec(self.config)
         jobs = self.all_jobs(arguments)
         labels = job_labels(jobs)
         preflight(self.compose_all(jobs, labels), self.config.hydra.runtime.cwd, labels,

@@ -217,6 +217,13 @@ class OptunaSweeper(Sweeper):
         from bn_study.sweep import storage as optuna_storage
 
         assert self.config is not None
+        from bn_study.errors import UserError
+        from bn_study.sweep.sequential import sequential_spec
+
+        if sequential_spec(self.config) is not None:
+            raise UserError("report.sequential is set, but only the grid sweeper adds seeds look by look; a tuned "
+                            "study's final runs use the seeds it names (set report.sequential=null, or use "
+                            "hparams_search=grid).")
         launch_dir = str(self.config.hydra.runtime.cwd)
         check_optuna_storage(optuna_storage.resolve_storage(self.storage_spec, launch_dir), launch_dir)
         probes = plan.probes()
