@@ -313,3 +313,19 @@ def test_a_sequential_report_states_its_looks(store, tmp_path):
             "10 seeds (α 0.019); looks taken: 1 of 2.") in readme
     assert "look 1, 5 seeds per condition" in row(readme, "c") and "vs α 0.031" in row(readme, "c")
     assert SUPPORTED in row(readme, "c")
+
+
+def test_no_interval_removes_more_than_all_of_bs_errors():
+    from bn_study.report.claims import evaluate_part
+    from bn_study.report.spec import Comparison
+
+    def cond(key: str, values: list[float]) -> Condition:
+        runs = tuple(RunRecord(f"{key}-{s}", key, override_choices(key), s, "FINISHED", None, {"val_acc": {1: v}})
+                     for s, v in enumerate(values))
+        return Condition(key, key, override_choices(key), runs)
+
+    conds = [cond("norm=bn1", [99.0, 99.1, 98.9, 99.0, 99.0]), cond("norm=none", [60.0, 90.0, 30.0, 75.0, 45.0])]
+    part = evaluate_part(Comparison("better", {"norm": "bn1"}, {"norm": "none"}, epoch=1), conds)
+    assert part.effect.high / (100 - part.b_summary.mean) > 1  # B's spread alone would say "more than all"
+    est, low, high = part.relative_error
+    assert high == 1.0 and low < est < 1.0

@@ -71,7 +71,8 @@ class PartResult:
         if errors <= 0:
             return None
         e = self.effect
-        return e.estimate / errors, e.low / errors, e.high / errors
+        # A cannot remove more than all of B's errors: an interval end past that is B's own noise
+        return min(e.estimate / errors, 1.0), min(e.low / errors, 1.0), min(e.high / errors, 1.0)
 
     def sampling_se(self) -> tuple[float, float] | None:
         """The test-set (binomial) standard error of ONE run's accuracy, for A and for B, in pp."""
