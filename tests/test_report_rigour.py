@@ -329,3 +329,20 @@ def test_no_interval_removes_more_than_all_of_bs_errors():
     assert part.effect.high / (100 - part.b_summary.mean) > 1  # B's spread alone would say "more than all"
     est, low, high = part.relative_error
     assert high == 1.0 and low < est < 1.0
+
+
+def test_the_first_look_is_the_planned_job_even_when_every_condition_grew():
+    """Planned runs carry no ``seeds`` override (the experiment file set them); each look's job names its seeds."""
+    from bn_study.report.sequential import planned_seeds
+
+    def cond(key: str) -> Condition:
+        runs = tuple(RunRecord(f"{key}-{s}", key, {**override_choices(key), **({} if s < 5 else {"seeds": "[5,6,7,8,9]"})},
+                               s, "FINISHED", None, {"val_acc": {1: 90.0}}) for s in range(10))
+        return Condition(key, key, override_choices(key), runs)
+
+    conds = [cond("norm=a"), cond("norm=b")]
+    assert planned_seeds(conds) == 5
+    spec = parse_spec("x", {"sequential": {"add": 5, "max_seeds": 10}, "claims": [claim("c", "a", "b")]})
+    [result] = judge(spec, conds)
+    assert (result.look, result.seeds) == (1, 5)  # decided at the planned look (5 seeds), not "look 1 of 10 seeds"
+

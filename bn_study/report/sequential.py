@@ -11,7 +11,6 @@ the first n_k seeds in ascending order, which is the order the sweeper adds them
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -58,18 +57,14 @@ def claim_conditions(claim: ClaimSpec, conditions: Sequence[Condition]) -> list[
 
 
 def planned_seeds(conditions: Sequence[Condition]) -> int:
-    """The first look's size: how many seeds the job of each condition's first seed trained (its ``seeds``
-    param, one batched job), else the seeds every condition ran."""
+    """The first look's size: the runs of each condition's planned job — those whose ``seeds`` override (none,
+    when the experiment file set them) is that of the condition's lowest seed; a look's job names its own."""
     sizes = []
     for c in conditions:
         if not c.runs:
             continue
         first = min(c.runs, key=lambda r: (r.seed if r.seed is not None else -1, r.run_id))
-        try:
-            batch = json.loads(first.choices.get("seeds", "null"))
-        except ValueError:
-            batch = None
-        sizes.append(len(batch) if isinstance(batch, list) and batch else len({r.seed for r in c.runs}))
+        sizes.append(len({r.seed for r in c.runs if r.choices.get("seeds") == first.choices.get("seeds")}))
     return min(sizes) if sizes else 0
 
 
