@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from bn_study.data.catalog import DATASETS, val_size
 from bn_study.report.collect import Condition, RunRecord, select
 from bn_study.report.epochs import epochs_by_run
-from bn_study.report.failures import FAILED, failed_runs, worst_value
+from bn_study.report.failures import failed_runs, run_values, worst_value
 from bn_study.report.spec import ClaimSpec, Comparison, Selector, higher_is_better
 from bn_study.report.stats import (ALPHA, CONTRADICTED, DECIDED, EXCEEDED, INCONCLUSIVE, LEVEL, PAIRED, SUPPORTED,
                                    Difference, Summary, binomial_se, combine, contrast, holm, paired,
@@ -121,14 +121,7 @@ def _values(comp: Comparison, cond: Condition | None, worst: float | None) -> tu
     if comp.test == "faster":
         assert comp.threshold is not None
         return epochs_by_run(cond, comp.metric, comp.threshold, with_failed=worst is not None)
-    out = []
-    for r in cond.runs:
-        v = r.value(comp.metric, comp.epoch) if r.finished else None
-        if r.finished and v is not None and math.isfinite(v):
-            out.append((r, v))
-        elif worst is not None and r.status == FAILED:
-            out.append((r, worst))
-    return out, 0
+    return run_values(cond, comp.metric, comp.epoch, worst), 0
 
 
 def _gain(comp: Comparison, va: Sequence[tuple[RunRecord, float]], vb: Sequence[tuple[RunRecord, float]],
@@ -145,7 +138,7 @@ def _estimate(comp: Comparison, terms: list[tuple[float, Sequence[tuple[RunRecor
     return contrast([(c, [v for _, v in xs]) for c, xs in terms])
 
 
-def _sides(comp: Comparison, conditions: Sequence[Condition]) -> list[tuple[Selector, Selector]]:
+def _sides(comp: Comparison) -> list[tuple[Selector, Selector]]:
     if comp.test != "interaction":
         return [(comp.a, comp.b)]
     return [({**comp.a, **(comp.under or {})}, {**comp.b, **(comp.under or {})}),
@@ -154,10 +147,11 @@ def _sides(comp: Comparison, conditions: Sequence[Condition]) -> list[tuple[Sele
 
 def evaluate_part(comp: Comparison, conditions: Sequence[Condition], *, failures: bool = False) -> PartResult:
     """``failures``: count failed runs at the worst value instead of leaving them out (the sensitivity view)."""
-    picked = [(_pick(conditions, a), _pick(conditions, b)) for a, b in _sides(comp, conditions)]
+    picked = [(_pick(conditions, a), _pick(conditions, b)) for a, b in _sides(comp)]
     conds = [c for pair in picked for c, _ in pair]
     notes = [why for pair in picked for _, why in pair if why]
-    worst = worst_value(comp.metric, conditions) if failures and comp.test != "faster" else (0.0 if failures else None)
+    # for ``faster`` only whether failed runs count matters: they never reach the threshold
+    worst = worst_value(comp.metric, conditions) if failures else None
     values = [_values(comp, c, worst) for c in conds]
     a, b = conds[0], conds[1]
     a2, b2 = (conds[2], conds[3]) if len(conds) == 4 else (None, None)
@@ -239,10 +233,6 @@ class ClaimResult:
 
     def verdict_at(self, level: float) -> str:
         return combine([part.verdict_at(level) for part in self.parts])
-
-    @property
-    def depends_on_failures(self) -> bool:
-        return any(p.with_failures is not None and p.with_failures.verdict != p.verdict for p in self.parts)
 
 
 def evaluate(claim: ClaimSpec, conditions: Sequence[Condition]) -> ClaimResult:

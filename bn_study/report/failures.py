@@ -7,7 +7,7 @@ import math
 from collections.abc import Sequence
 
 from bn_study.data.catalog import DATASETS
-from bn_study.report.collect import Condition
+from bn_study.report.collect import Condition, RunRecord
 from bn_study.report.spec import higher_is_better
 from bn_study.report.stats import Summary, summarize
 
@@ -29,13 +29,25 @@ def failed_runs(cond: Condition | None) -> int:
     return 0 if cond is None else sum(r.status == FAILED for r in cond.runs)
 
 
+def run_values(cond: Condition, metric: str, epoch: int | None, worst: float | None) -> list[tuple[RunRecord, float]]:
+    """Each finished run's finite ``metric`` at ``epoch`` (None: its last), and each failed run at ``worst``
+    (left out when ``worst`` is None)."""
+    out = []
+    for r in cond.runs:
+        v = r.value(metric, epoch) if r.finished else None
+        if v is not None and math.isfinite(v):
+            out.append((r, v))
+        elif worst is not None and r.status == FAILED:
+            out.append((r, worst))
+    return out
+
+
 def failure_sensitivity(cond: Condition, metric: str, conditions: Sequence[Condition]) -> tuple[Summary | None, float] | None:
     """The condition's ``metric`` at the last epoch with its failed runs counted at the worst value, and
     that value; None when no run of it failed."""
     if not failed_runs(cond):
         return None
     worst = worst_value(metric, conditions)
-    values = [v for r in cond.runs if (v := (r.value(metric) if r.finished else worst if r.status == FAILED else None))
-              is not None and math.isfinite(v)]
+    values = [v for _, v in run_values(cond, metric, None, worst) if math.isfinite(v)]
     return summarize(values), worst
 

@@ -279,8 +279,7 @@ def spec_from_config(config: Any) -> ReportSpec | None:
     section = config.get("report") if hasattr(config, "get") else None
     if section is None:
         return None
-    raw = OmegaConf.to_container(section, resolve=False) if not isinstance(section, Mapping) or \
-        OmegaConf.is_config(section) else section
+    raw = OmegaConf.to_container(section, resolve=False) if OmegaConf.is_config(section) else section
     name = str(config.tracking.experiment)
     sweeper = OmegaConf.to_container(config.hydra.sweeper, resolve=False) if "hydra" in config else {}
     order = _sweep_order({"hydra": {"sweeper": sweeper}})
