@@ -49,6 +49,27 @@ def test_of_six_processes_claiming_one_member_at_once_exactly_one_wins(tmp_path)
     assert all(held == {DIGEST: winners[0]} for owner, held in got if owner != winners[0])
 
 
+def test_a_claim_that_lands_between_the_stores_check_and_its_write_is_lost_not_raised(tmp_path, monkeypatch):
+    """The six processes' race made certain: the other launcher's claim is committed after the store has looked
+    for the param and before it inserts its own, so the database's key refuses it, not MLflow's check."""
+    from mlflow.store.tracking import sqlalchemy_store
+
+    db = tmp_path / "mlflow.db"
+    here, other = _ledger(db), _ledger(db, "otherbox:4242:777")  # another host that never beat: live
+    real = sqlalchemy_store.SqlParam
+
+    def param_once_the_other_has_claimed(**columns):
+        monkeypatch.setattr(sqlalchemy_store, "SqlParam", real)
+        assert other.claim("1", [DIGEST]) == {}
+        return real(**columns)
+
+    monkeypatch.setattr(sqlalchemy_store, "SqlParam", param_once_the_other_has_claimed)
+    assert here.claim("1", [DIGEST]) == {DIGEST: "otherbox:4242:777"}
+    assert here.held == {}
+    params = here.client.get_run(here.run_id).data.params
+    assert params[f"claim/1/{DIGEST}/0"].startswith("otherbox:4242:777 ")
+
+
 def test_a_released_claim_or_a_dead_holder_is_taken_over_a_live_one_is_not(tmp_path):
     db = tmp_path / "mlflow.db"
     first, second = _ledger(db, "vm-a:1:1"), _ledger(db)

@@ -54,10 +54,20 @@ def _store_call(call, *args):  # noqa: ANN001, ANN202 - a thin retry around one 
     return retry(lambda: call(*args), retryable=_busy, deadline=time.monotonic() + 30)
 
 
+_REFUSALS = (
+    "changing param values is not allowed",  # the store saw the other launcher's param before writing
+    # the other launcher's write landed between the store's check and its own commit: the database's key
+    "unique constraint failed",  # sqlite
+    "duplicate key value violates unique constraint",  # postgresql
+    "duplicate entry",  # mysql
+)
+
+
 def _refused(err: MlflowException) -> bool:
     """The store refused a second value for a param: another launcher logged this claim first. (Only that:
     the same error code also means, say, a deleted ledger run, which no retry mends.)"""
-    return "Changing param values is not allowed" in str(err)
+    text = str(err).lower()
+    return any(refusal in text for refusal in _REFUSALS)
 
 
 def _claim_key(experiment_id: str, digest: str, generation: int) -> str:
