@@ -116,13 +116,30 @@ def test_glorot_init_is_xavier_weights_and_zero_biases_bit_for_bit():
 
 
 @pytest.mark.parametrize("name, weight_std", [("he_normal", lambda fan_in: math.sqrt(2 / fan_in)),
-                                              ("small_gaussian", lambda fan_in: 0.01)])
+                                              ("he_uniform", lambda fan_in: math.sqrt(6 / fan_in) / math.sqrt(3)),
+                                              ("small_gaussian", lambda fan_in: 0.01),
+                                              ("normal", lambda fan_in: 0.05),
+                                              ("uniform", lambda fan_in: 0.05 / math.sqrt(3))])
 def test_other_inits_draw_the_distribution_they_name(name, weight_std):
     torch.manual_seed(0)
     net = build_model({**ARTICLE, "init": shipped("model/init", name)}, SIGMOID, NO_NORM)
     fc1 = net.fc1
     assert fc1.weight.std().item() == pytest.approx(weight_std(784), rel=0.02)
     assert torch.count_nonzero(fc1.bias) == 0
+
+
+@pytest.mark.parametrize("name, bound", [("he_uniform", math.sqrt(6 / 784)), ("uniform", 0.05)])
+def test_uniform_inits_stay_inside_their_bound_and_fill_it(name, bound):
+    torch.manual_seed(0)
+    weight = build_model({**ARTICLE, "init": shipped("model/init", name)}, SIGMOID, NO_NORM).fc1.weight
+    assert weight.abs().max().item() <= bound
+    assert weight.abs().max().item() > 0.999 * bound  # 401 408 draws: the extremes come within 0.1 %
+
+
+def test_a_users_std_reaches_the_normal_init(cli, tmp_path):
+    result = cli("model/init=normal", "model.init.weight.std=0.2", "--cfg", "job")
+    assert result.code == 0, result.err
+    assert "std: 0.2" in result.out.split("init:")[1].split("bias:")[0]
 
 
 def test_torch_default_init_leaves_pytorchs_own_initialisation():

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from bn_study.config.sources import conf_dir
 from bn_study.errors import UserError
 from bn_study.util.targets import keyword_args, locate
 
@@ -112,8 +113,9 @@ def check_init(init: Any) -> None:
     """Raise ``UserError`` unless ``model.init`` is {weight, bias}, each null or a function that initialises
     a tensor in place with the given keyword arguments (tried on a throwaway tensor)."""
     if not isinstance(init, Mapping) or set(init) - {"weight", "bias"}:
+        shipped = ", ".join(sorted(f.stem for f in (conf_dir() / "model" / "init").glob("*.yaml")))
         raise UserError(f"model.init={init!r} is not allowed; it is {{weight: ..., bias: ...}} — choose a file "
-                        "with model/init=glorot_uniform, torch_default, he_normal or small_gaussian.")
+                        f"with model/init=NAME, one of {shipped}.")
     for part in ("weight", "bias"):
         spec = init.get(part)
         if spec is None:
