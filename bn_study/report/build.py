@@ -114,7 +114,8 @@ def report_experiment(client: MlflowClient, name: str, out_root: Path, *, parent
         known = ", ".join(known_experiments(dirs))
         searched = " or ".join(str(d) for d in ([Path(dirs)] if isinstance(dirs, (str, Path)) else dirs))
         raise UserError(f"unknown experiment {name!r}: there is no {name}.yaml in {searched} and no MLflow "
-                        f"experiment of that name; known experiments: {known}.")
+                        f"experiment of that name; known experiments: {known} (an experiment of your own: add "
+                        f"--config-dir DIR, the directory you passed to python -m bn_study).")
     study = collect(client, name, parent_id)
     other = None
     if spec.compare_with:

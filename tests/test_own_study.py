@@ -1,0 +1,111 @@
+"""A user's own question, by config alone: an experiment file with claims in a config directory outside the
+package is swept through ``python -m bn_study --config-dir DIR`` and judged by ``python -m bn_study.report NAME
+--config-dir DIR``, with a verdict per claim (README "Write your own study")."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from bn_study.report.__main__ import main as report_main
+
+# Two learning rates a thousandfold apart: after one epoch on 3 000 images (relu, one BN layer) the large one is far ahead, so the
+# verdicts are known in advance — "better by ≥ 10 pp" holds, "as good as, ±0.5 pp" is contradicted.
+STUDY = """\
+# @package _global_
+defaults:
+  - override /model: article
+  - override /optimizer: sgd
+seeds: [0, 1, 2]
+tracking:
+  experiment: my_lr_question
+hydra:
+  sweeper:
+    params:
+      optimizer.lr: 0.1,0.0001
+report:
+  title: "my own question: does a larger learning rate help after one epoch?"
+  analysis: paired
+  conditions:
+    - {select: {optimizer.lr: 0.1}, label: "lr 0.1"}
+    - {select: {optimizer.lr: 0.0001}, label: "lr 0.0001"}
+  figures: []
+  claims:
+    - id: large_lr_helps
+      text: "lr 0.1 beats lr 0.0001 by at least 10 points after one epoch"
+      test: better
+      a: {optimizer.lr: 0.1}
+      b: {optimizer.lr: 0.0001}
+      metric: val_acc
+      epoch: 1
+      min_effect: 10
+    - id: lr_does_not_matter
+      text: "lr 0.0001 is as good as lr 0.1 (±0.5 pp)"
+      test: equivalent
+      a: {optimizer.lr: 0.0001}
+      b: {optimizer.lr: 0.1}
+      metric: val_acc
+      epoch: last
+      margin: 0.5
+"""
+QUICK = ("act=relu", "norm=bn1", "epochs=1", "data.limit_train=3000", "probe.samples=100", "tracking.figures=false", "threads=1")
+
+
+def _verdict(text: str, claim: str) -> str:
+    row = next(line for line in text.splitlines() if line.startswith(f"| **") and claim in line)
+    return re.search(r"\| \*\*(supported|contradicted|exceeded|inconclusive)\*\*", row).group(1)
+
+
+def test_a_users_own_study_outside_the_package_gets_a_verdict_per_claim(cli, tmp_path, runs_in, monkeypatch, capsys):
+    mine = tmp_path / "elsewhere" / "my_conf"
+    (mine / "experiment").mkdir(parents=True)
+    (mine / "experiment" / "my_lr_question.yaml").write_text(STUDY, encoding="utf-8")
+    launch = tmp_path / "launch"
+    launch.mkdir()
+
+    swept = cli("-m", "--config-dir", str(mine), "+experiment=my_lr_question", *QUICK, cwd=launch)
+    assert swept.code == 0, swept.err[-3000:]
+    _, runs = runs_in(launch, "my_lr_question")
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert sorted(r.data.params["optimizer.lr"] for r in children) == ["0.0001"] * 3 + ["0.1"] * 3
+
+    monkeypatch.chdir(launch)
+    code = report_main(["my_lr_question", "--config-dir", str(mine), "--out", "reports", "--no-artifacts"])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    text = (launch / "reports" / "my_lr_question" / "README.md").read_text(encoding="utf-8")
+    assert text.splitlines()[0].endswith("my own question: does a larger learning rate help after one epoch?")
+    assert "no claims configured" not in text
+    assert _verdict(text, "lr 0.1 beats lr 0.0001 by at least 10 points") == "supported"
+    assert _verdict(text, "is as good as lr 0.1") == "contradicted"
+    assert "**Verdicts:**" in text
+
+
+def test_without_its_config_dir_the_report_says_where_it_looked(tmp_path, monkeypatch, capsys):
+    from mlflow import MlflowClient
+
+    MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").search_experiments()  # a store, without this study
+    monkeypatch.chdir(tmp_path)
+    code = report_main(["my_lr_question", "--out", "reports"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "my_lr_question" in err and "--config-dir" in err
+    assert not Path(tmp_path / "reports").exists()
+
+
+def test_the_readmes_example_study_composes_and_its_claims_load(cli, tmp_path):
+    """README "Write your own study" shows a complete file: it must compose through Hydra and its claims load."""
+    from bn_study.report.load import experiment_dirs, load_spec
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Write your own study", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    name = re.search(r"my_conf/experiment/(\w+)\.yaml", example).group(1)
+    (tmp_path / "my_conf" / "experiment").mkdir(parents=True)
+    (tmp_path / "my_conf" / "experiment" / f"{name}.yaml").write_text(example, encoding="utf-8")
+    composed = cli("--config-dir", str(tmp_path / "my_conf"), f"+experiment={name}", "--cfg", "job")
+    assert composed.code == 0, composed.err
+    assert f"experiment: {name}" in composed.out
+    spec = load_spec(name, experiment_dirs([tmp_path / "my_conf"]))
+    assert [c.id for c in spec.claims] == ["tanh_bn_speed", "sigmoid_gains_more"]
+    assert [p.test for c in spec.claims for p in c.parts] == ["better", "interaction"]
