@@ -52,7 +52,7 @@ QUICK = ("act=relu", "norm=bn1", "epochs=1", "data.limit_train=3000", "probe.sam
 
 
 def _verdict(text: str, claim: str) -> str:
-    row = next(line for line in text.splitlines() if line.startswith(f"| **") and claim in line)
+    row = next(line for line in text.splitlines() if line.startswith("| **") and claim in line)
     return re.search(r"\| \*\*(supported|contradicted|exceeded|inconclusive)\*\*", row).group(1)
 
 

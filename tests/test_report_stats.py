@@ -13,7 +13,7 @@ from bn_study.report.epochs import epochs_to_reach
 from bn_study.report.published import AGREES, DISAGREES, SPREAD, compare_published
 from bn_study.report.collect import Condition, RunRecord, override_choices
 from bn_study.report.load import known_experiments, load_spec, parse_spec
-from bn_study.report.spec import ClaimSpec, Comparison
+from bn_study.report.spec import BEST, RANGE, ClaimSpec, Comparison
 from bn_study.report.stats import (CONTRADICTED, EXCEEDED, INCONCLUSIVE, SUPPORTED, VERDICTS, Difference, Region, Summary,
                                    combine, prediction_half_width, summarize, verdict, welch)
 
@@ -309,9 +309,10 @@ def test_bad_claims_are_user_errors():
 def test_every_configured_claim_names_conditions_of_its_sweep(name):
     """A typo in a claim's selector would make it silently inconclusive forever; catch it here."""
     spec = load_spec(name)
-    selectors = [s for c in spec.claims for p in c.parts for s in (p.a, p.b)]
-    selectors += [c.select for c in spec.conditions] + [s for f in spec.figures for s in f.select]
-    for sel in selectors:
+    selectors = [(s, p.over) for c in spec.claims for p in c.parts for s in (p.a, p.b)]
+    selectors += [(c.select, None) for c in spec.conditions] + [(s, None) for f in spec.figures for s in f.select]
+    for sel, over in selectors:
         for key, value in sel.items():
             assert key in spec.sweep_order, (name, sel)
-            assert value in spec.sweep_order[key], (name, sel)
+            # the swept parameter's best (or wider_range's range) is built from the arm's grid
+            assert value in spec.sweep_order[key] or (key == over and value in (BEST, RANGE)), (name, sel)

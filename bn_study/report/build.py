@@ -15,6 +15,7 @@ from bn_study.report.collect import Condition, Study, collect, group, select
 from bn_study.report.render import FigureEntry, experiment_readme, index_readme
 from bn_study.report.side_by_side import Side, side_by_side, side_name
 from bn_study.report.load import ExperimentDirs, experiment_dirs, known_experiments, load_spec
+from bn_study.report.sensitivity import arm_summaries
 from bn_study.report.spec import FigureSpec, ReportSpec
 
 ARTIFACT_DIR = "report"  # under the sweep's parent run
@@ -36,6 +37,13 @@ def _figure_caption(f: FigureSpec, conditions: Sequence[Condition], spec: Report
         rows = f" One row per `{f.rows}`." if f.rows else ""
         return (f"{', '.join(f.metrics)} against epochs for every condition: the mean over seeds (line) and its 95 % "
                 f"t-interval (band).{rows}{colour}{style}")
+    if f.kind == "sensitivity":
+        sens = spec.sensitivity
+        assert sens is not None
+        return (f"{sens.metric} against {sens.param} for each arm (every setting but {sens.param}), at "
+                f"{', '.join('the last epoch' if e is None else f'epoch {e}' for e in sens.epochs)}: the mean over seeds "
+                "(line) and its 95 % t-interval (band), finished runs only (the table below counts the failed ones); "
+                "a star marks each arm's best value. Colours and line styles as in every figure here.")
     if f.kind == "activations":
         names = "; ".join(c.label for sel in f.select for c in select(conditions, sel))
         return (f"Hidden-layer outputs at test time, per layer and epoch (0 = before training): {', '.join(f.stats)} "
@@ -55,6 +63,13 @@ def draw_figures(spec: ReportSpec, conditions: Sequence[Condition], out: Path) -
         title = f"{spec.experiment}: {f.title or spec.title}"
         if f.kind == "curves":
             fig = figures.curves(f, conditions, colours, styles, title, val_is_test)
+        elif f.kind == "sensitivity":
+            sens = spec.sensitivity
+            assert sens is not None  # the loader refuses a sensitivity figure without the section
+            rows = [arm_summaries(conditions, sens, epoch, spec.analysis) for epoch in sens.epochs]
+            if not any(rows):
+                continue  # the parameter was not swept in this sweep
+            fig = figures.sensitivity(rows, sens.epochs, sens.metric, colours, styles, title, sens.param, val_is_test)
         elif f.kind == "activations":
             if not any(select(conditions, s) for s in f.select):
                 continue  # none of its conditions ran in this sweep

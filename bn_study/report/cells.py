@@ -18,6 +18,8 @@ def number(metric: str, x: float) -> str:
         return f"{x:.2f}"
     if metric.startswith("epochs") or metric == "epochs":
         return f"{x:.1f}"
+    if metric == "decades":
+        return f"{x:.2f}"
     return f"{x:.4f}"
 
 

@@ -19,6 +19,7 @@ from bn_study.data.catalog import DATASETS, val_size
 from bn_study.report.collect import Condition, RunRecord, select
 from bn_study.report.epochs import epochs_by_run
 from bn_study.report.failures import failed_runs, run_values, worst_value
+from bn_study.report.sensitivity import resolved
 from bn_study.report.spec import ClaimSpec, Comparison, Selector, higher_is_better
 from bn_study.report.stats import (ALPHA, CONTRADICTED, DECIDED, EXCEEDED, INCONCLUSIVE, LEVEL, PAIRED, SUPPORTED,
                                    Difference, Summary, binomial_se, combine, contrast, holm, paired,
@@ -64,8 +65,8 @@ class PartResult:
         """An accuracy effect as the share of B's errors that A removes (estimate, low, high), B's error
         rate taken as known."""
         comp = self.comparison
-        if self.effect is None or self.b_summary is None or comp.test in ("faster", "interaction") \
-                or not comp.metric.endswith("_acc"):
+        if self.effect is None or self.b_summary is None or comp.quantity() != comp.metric \
+                or comp.test == "interaction" or not comp.metric.endswith("_acc"):
             return None
         errors = 100.0 - self.b_summary.mean
         if errors <= 0:
@@ -77,7 +78,7 @@ class PartResult:
     def sampling_se(self) -> tuple[float, float] | None:
         """The test-set (binomial) standard error of ONE run's accuracy, for A and for B, in pp."""
         comp = self.comparison
-        if comp.test in ("faster", "interaction") or not comp.metric.endswith("_acc"):
+        if comp.quantity() != comp.metric or comp.test == "interaction" or not comp.metric.endswith("_acc"):
             return None
         out = []
         for cond, s in ((self.a, self.a_summary), (self.b, self.b_summary)):
@@ -127,7 +128,7 @@ def _values(comp: Comparison, cond: Condition | None, worst: float | None) -> tu
 def _gain(comp: Comparison, va: Sequence[tuple[RunRecord, float]], vb: Sequence[tuple[RunRecord, float]],
           sign: float = 1.0) -> list[tuple[float, Sequence[tuple[RunRecord, float]]]]:
     """The terms of "A improves on B": A − B for accuracies, B − A for losses and epochs."""
-    up = comp.test != "faster" and higher_is_better(comp.metric)
+    up = comp.test == "wider_range" or (comp.test != "faster" and higher_is_better(comp.metric))
     s = sign if up else -sign
     return [(s, va), (-s, vb)]
 
@@ -147,7 +148,8 @@ def _sides(comp: Comparison) -> list[tuple[Selector, Selector]]:
 
 def evaluate_part(comp: Comparison, conditions: Sequence[Condition], *, failures: bool = False) -> PartResult:
     """``failures``: count failed runs at the worst value instead of leaving them out (the sensitivity view)."""
-    picked = [(_pick(conditions, a), _pick(conditions, b)) for a, b in _sides(comp)]
+    pool = resolved(comp, conditions)  # with the conditions a ``best`` or wider_range selector means
+    picked = [(_pick(pool, a), _pick(pool, b)) for a, b in _sides(comp)]
     conds = [c for pair in picked for c, _ in pair]
     notes = [why for pair in picked for _, why in pair if why]
     # for ``faster`` only whether failed runs count matters: they never reach the threshold

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from bn_study.report.cells import cell, mean_ci, signed, verdict_text
 from bn_study.report.claims import ClaimResult, PartResult
 from bn_study.report.collect import Condition
-from bn_study.report.spec import Comparison, ReportSpec, unit_of
+from bn_study.report.spec import Comparison, ReportSpec
 from bn_study.report.stats import PAIRED, Summary
 
 
@@ -16,8 +16,7 @@ def effect_cell(part: PartResult) -> str:
     comp = part.comparison
     if part.effect is None:
         return "—"
-    unit = " epochs" if comp.test == "faster" else unit_of(comp.metric)
-    m = "epochs" if comp.test == "faster" else comp.metric
+    unit, m = comp.unit(), comp.quantity()
     e = part.effect
     text = f"{signed(m, e.estimate)}{unit} [{signed(m, e.low)}, {signed(m, e.high)}]"
     rel = part.relative_error
@@ -40,7 +39,7 @@ def _arm(cond: Condition | None, s: Summary | None, comp: Comparison, sampling: 
          second: Condition | None = None) -> str:
     if cond is None:
         return "(not in this sweep)"
-    m = "epochs" if comp.test == "faster" else comp.metric
+    m = comp.quantity()
     se = f"; one run's test-set SE ± {sampling:.2f} pp" if sampling is not None else ""
     text = f"{cond.label}: {mean_ci(m, s)} (n={s.n if s else 0}{se})"
     if second is not None:
@@ -49,11 +48,11 @@ def _arm(cond: Condition | None, s: Summary | None, comp: Comparison, sampling: 
 
 
 def _claimed(comp: Comparison) -> str:
-    unit = " epochs" if comp.test == "faster" else unit_of(comp.metric)
     names = {"better": "A better than B", "faster": "A reaches it sooner",
              "not_better": "A not better than B", "equivalent": "A ≈ B (A as good as B)",
-             "interaction": "A's gain over B larger under the first setting"}
-    return f"{names[comp.test]}: effect {comp.region().describe(unit)}"
+             "interaction": "A's gain over B larger under the first setting",
+             "wider_range": "A good over a wider range than B"}
+    return f"{names[comp.test]}: effect {comp.region().describe(comp.unit())}"
 
 
 def _decision(res: ClaimResult) -> str:

@@ -20,8 +20,9 @@ from bn_study.report.epochs import epochs_to_reach
 from bn_study.report.failures import failure_sensitivity
 from bn_study.report.method import METHOD
 from bn_study.report.published import DISAGREES, PUBLISHED_VERDICTS, PublishedResult
+from bn_study.report.sensitivity import arm_summaries
 from bn_study.report.spec import ConditionSpec, ReportSpec
-from bn_study.report.stats import VERDICTS, summarize
+from bn_study.report.stats import PAIRED, VERDICTS, summarize
 
 VERDICT_LINE = "**Verdicts:**"
 COMMAND_LINE = "> Command: "  # the index lists these lines: how each report's runs were made
@@ -184,6 +185,40 @@ def _final_table(conditions: Sequence[Condition], spec: ReportSpec, params: Sequ
 
 
 
+def _sensitivity_section(conditions: Sequence[Condition], spec: ReportSpec) -> list[str]:
+    sens = spec.sensitivity
+    if sens is None:
+        return []
+    rows_by_epoch = [(e, arm_summaries(conditions, sens, e, spec.analysis)) for e in sens.epochs]
+    if not any(rows for _, rows in rows_by_epoch):
+        return [f"No condition of this sweep varies {sens.param}.", ""]
+    m, param = sens.metric, sens.param
+    paired_text = "paired t over seeds" if spec.analysis == PAIRED else "Welch (unpaired)"
+    out = [f"Each arm is every setting but `{param}`. Per arm and epoch: the best `{param}` (the highest mean "
+           f"{m}, failed runs counted at the worst value), and the values whose difference from it has a 95 % "
+           f"interval ({paired_text}, uncorrected) that includes 0: *not distinguishable* from the best.", ""]
+    for epoch, rows in rows_by_epoch:
+        at = "the last epoch" if epoch is None else f"epoch {epoch}"
+        values = sorted({x for r in rows for x in r.arm.values})
+        good = f" | decades with {m} ≥ {sens.good:g} (mean ± 95 % CI)" if sens.good is not None and epoch is None else ""
+        out += [f"**{m} at {at}** (mean ± 95 % CI over finished runs; ✗N: N runs failed)", "",
+                f"| arm | best {param} | not distinguishable from the best | " + " | ".join(f"{x:g}" for x in values)
+                + good + " |", "|" + "---|" * (3 + len(values) + bool(good))]
+        for r in rows:
+            cells = {x: mean_ci(m, s) + (f" ✗{k}" if k else "") for x, s, k in zip(r.arm.values, r.summaries, r.failed)}
+            best = "—" if r.best is None else f"**{r.best:g}**"
+            tied = ", ".join(f"{x:g}" for x in r.tied) or "none"
+            line = f"| {cell(r.label)} | {best} | {tied} | " + " | ".join(cells.get(x, "—") for x in values)
+            if good:
+                line += f" | {mean_ci('decades', r.good_range)}"
+            out.append(line + " |")
+        out.append("")
+    if sens.good is not None:
+        out += [f"A seed's *decades* are the share of the log-spaced `{param}` axis at which it reaches {m} ≥ "
+                f"{sens.good:g} at the last epoch (each grid value counts for half the gap to each neighbour).", ""]
+    return out
+
+
 def experiment_readme(study: Study, spec: ReportSpec, conditions: Sequence[Condition],
                       claims: Sequence[ClaimResult], published: Sequence[PublishedResult],
                       figures: Sequence[FigureEntry], params: Sequence[str] = (),
@@ -203,6 +238,8 @@ def experiment_readme(study: Study, spec: ReportSpec, conditions: Sequence[Condi
     if published or missing:
         lines += ["## Published vs reproduced", ""]
         lines += _published(published, conditions, missing, spec.published_metric, spec.published_rounding) + [""]
+    if spec.sensitivity is not None:
+        lines += [f"## Sensitivity to {spec.sensitivity.param}", ""] + _sensitivity_section(conditions, spec)
     lines += ["## Final metrics", ""] + _final_table(conditions, spec, params) + [""]
     if figures:
         lines += ["## Figures", ""]

@@ -21,10 +21,12 @@ except a claim's ``text`` and its comparison; see ``conf/experiment/bn_vs_none.y
       style_by: null            # line style per value of this key (solid, dashed, …), in every figure
       analysis: paired          # welch (default) | paired: how every claim compares its arms (a claim may override)
       sequential: {add: 5, max_seeds: 10, spending: pocock}  # more seeds for undecided claims (grid studies)
+      sensitivity: {param: optimizer.lr, metric: val_acc, epochs: [1, last], good: 97}  # a parameter swept per arm
       figures:
         - {name: curves, kind: curves, metrics: [train_loss, val_acc], rows: act}
         - {name: saturation, kind: activations, select: [{act: sigmoid, norm: none}, ...], stats: [inactive, std]}
         - {name: published, kind: published}
+        - {name: lr, kind: sensitivity}  # metric against report.sensitivity.param, one line per arm
       claims:
         - id: sigmoid_speed
           text: "BN speeds sigmoid convergence a lot"
@@ -44,6 +46,25 @@ except a claim's ``text`` and its comparison; see ``conf/experiment/bn_vs_none.y
           versus: {act: relu}
           metric: val_acc
           epoch: 1
+        - id: bn_at_best_lr
+          text: "At each arm's own best lr, BN is as good as no BN"
+          test: equivalent
+          a: {act: relu, norm: bn1, optimizer.lr: best}   # best: chosen per seed by the arm's other seeds
+          b: {act: relu, norm: none, optimizer.lr: best}
+          margin: 0.5
+        - id: bn_everywhere
+          text: "BN is better at every lr of the grid"
+          test: better
+          at_every: optimizer.lr  # one part per value the sweep has (or {optimizer.lr: [0.01, 0.1]}), all must hold
+          a: {act: sigmoid, norm: bn1}
+          b: {act: sigmoid, norm: none}
+        - id: bn_tolerates
+          text: "BN widens the range of good lrs by at least half a decade"
+          test: wider_range       # per seed: decades of the grid reaching threshold
+          a: {act: sigmoid, norm: bn1}
+          b: {act: sigmoid, norm: none}
+          threshold: 97
+          min_effect: 0.5
         - id: ...
           text: ...
           all_of: [ {test: ..., a: ..., b: ..., ...}, ... ]   # every part must hold
@@ -56,7 +77,9 @@ contradicted or exceeded), then Holm across the report's claims (``claims.correc
 - ``not_better``: effect ≤ ``margin`` (A gains at most this much);
 - ``equivalent``: −``margin`` ≤ effect ≤ ``margin`` (``margin`` required);
 - ``faster``: like ``better``, on the epochs each run needed to reach ``threshold`` (required);
-- ``interaction``: like ``better``, on A's gain over B under ``under`` minus the same gain under ``versus``.
+- ``interaction``: like ``better``, on A's gain over B under ``under`` minus the same gain under ``versus``;
+- ``wider_range``: like ``better``, on the decades of ``report.sensitivity.param`` at which each seed reaches
+  ``threshold`` (default ``report.sensitivity.good``).
 
 A selector (``a``, ``b``, ``select``) is a mapping of override keys (``act``, ``norm``, ``batch_size``,
 ``variant`` for ``+variant=``) or flattened params (``optimizer.name``) to values; it must pick out
@@ -72,11 +95,14 @@ from pathlib import Path
 
 from bn_study.report.stats import CONTRADICTED, EXCEEDED, WELCH, Region
 
-TESTS = ("better", "not_better", "equivalent", "faster", "interaction")
-FIGURE_KINDS = ("curves", "activations", "published")
+TESTS = ("better", "not_better", "equivalent", "faster", "interaction", "wider_range")
+FIGURE_KINDS = ("curves", "activations", "published", "sensitivity")
 DEFAULT_CURVES = ("train_loss", "val_loss", "val_acc")
 
 Selector = Mapping[str, str]
+# selector values of report.sensitivity.param that name a condition built from an arm's grid
+BEST = "best"  # each seed at the value the arm's other seeds do best with
+RANGE = "range"  # wider_range: each seed's decades of the grid that reach the threshold
 
 
 def higher_is_better(metric: str) -> bool:
@@ -106,10 +132,20 @@ class Comparison:
     # interaction: the gain from A over B under ``under`` minus the same gain under ``versus``
     under: Selector | None = None
     versus: Selector | None = None
+    # the swept parameter (report.sensitivity.param) when a selector says ``<param>: best`` or the test is
+    # wider_range: the report then builds those conditions from the arm's grid (bn_study/report/sensitivity.py)
+    over: str | None = None
+
+    def quantity(self) -> str:
+        """What the effect counts: the metric itself, or epochs (faster) or decades (wider_range)."""
+        return {"faster": "epochs", "wider_range": "decades"}.get(self.test, self.metric)
+
+    def unit(self) -> str:
+        return {"faster": " epochs", "wider_range": " decades"}.get(self.test, unit_of(self.metric))
 
     def region(self) -> Region:
         """Where the effect (A's improvement over B, in the metric's good direction) must lie."""
-        if self.test in ("better", "faster", "interaction"):
+        if self.test in ("better", "faster", "interaction", "wider_range"):
             high = math.inf if self.max_effect is None else float(self.max_effect)
             return Region(float(self.min_effect), high, low_open=True, high_open=math.isinf(high))
         margin = float(self.margin or 0.0)
@@ -123,6 +159,8 @@ class Comparison:
         if self.test == "faster":
             return f"epochs to reach {self.metric} ≥ {self.threshold:g}"
         at = "the last epoch" if self.epoch is None else f"epoch {self.epoch}"
+        if self.test == "wider_range":
+            return f"decades of {self.over} with {self.metric} ≥ {self.threshold:g} at {at}"
         if self.test == "interaction":
             return f"gain in {self.metric} at {at}, {_shown(self.under)} minus {_shown(self.versus)}"
         return f"{self.metric} at {at}"
@@ -130,6 +168,17 @@ class Comparison:
 
 def _shown(selector: Selector | None) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted((selector or {}).items()))
+
+
+@dataclass(frozen=True)
+class SensitivitySpec:
+    """A parameter swept for every arm on a log-spaced grid (the learning rate): what the report's
+    sensitivity figure and best-value table show."""
+
+    param: str  # e.g. optimizer.lr
+    metric: str = "val_acc"
+    epochs: tuple[int | None, ...] = (1, None)  # the figure's panels (None: the last epoch); the table: the last
+    good: float | None = None  # a value of ``metric`` that makes a grid value good: the table's range column
 
 
 @dataclass(frozen=True)
@@ -199,3 +248,6 @@ class ReportSpec:
     compare_with: str | None = None
     # seeds added to undecided claims' conditions after the planned ones (None: the planned seeds only)
     sequential: SequentialSpec | None = None
+    # a parameter swept per arm (lr_sensitivity): its figure, best-value table and claims' ``best``/``wider_range``
+    sensitivity: SensitivitySpec | None = None
+    analysis: str = WELCH  # the section's analysis (each claim may override it)
