@@ -25,7 +25,7 @@ from bn_study.train.loop import EpochReport, TrainSpec, TrainState, evaluate, fi
 from bn_study.train.losses import member_loss
 from bn_study.train.members import Members
 from bn_study.train.model import hidden_activation_names
-from bn_study.train.probe import ActivationProbe
+from bn_study.train.probe import PERCENTILES, ActivationProbe, PreActivationProbe, pre_activation_name
 from bn_study.train.step import StepFn
 from bn_study.ui import TrainingProgress, bars_wanted
 
@@ -60,10 +60,15 @@ class JobTraining:
         cfg, members = self.cfg, self.members
         probe = ActivationProbe(members.net, cfg.act.name, self.splits.val_x[: cfg.probe.samples]) \
             if cfg.probe.enabled else None
+        pre = PreActivationProbe(members, self.splits.val_x[: cfg.probe.samples], cfg.probe.units,
+                                 cfg.probe.every_steps) if cfg.probe.enabled and cfg.probe.every_steps else None
         self.history = list(self.resumed.history) if self.resumed else []
         # a resumed run may already hold the epoch that was running when the job died
         logged_epochs = [r.logged_steps("val_acc") if self.resumed else set() for r in self.runs]
         logged_steps = [max(r.logged_steps("step_loss") or {0}) if self.resumed else 0 for r in self.runs]
+        # per metric: a job killed halfway through sending an epoch's batches left each name's own prefix
+        logged_pre = [{n: max(r.logged_steps(n) or {-1}) for n in pre.names} if self.resumed and pre else {}
+                      for r in self.runs]
         if probe is not None:
             if self.resumed and self.resumed.probe_first is not None:
                 probe.first = [[t.numpy() for t in layers] for layers in self.resumed.probe_first]
@@ -75,7 +80,7 @@ class JobTraining:
         bars = bars_wanted(cfg.progress, self.job.launcher)
         label = " ".join(self.job.overrides) or "run"
         with TrainingProgress(bars, self.spec.epochs, steps_per_epoch, label) as progress:
-            for report in fit(self.state, self.splits, self.spec, self.step, progress=progress.for_epoch):
+            for report in fit(self.state, self.splits, self.spec, self.step, progress=progress.for_epoch, probe=pre):
                 self.history.append(report)
                 stats = probe.measure(members, members.count) if probe else [{}] * members.count
                 for k, r in enumerate(self.runs):
@@ -83,6 +88,11 @@ class JobTraining:
                         continue
                     r.log_series("step_loss", [(s, v[k]) for s, v in report.step_losses
                                                if s > logged_steps[k] and math.isfinite(v[k])])
+                    for s, values in report.probes:
+                        fresh = {n: v for n, v in values[k].items()
+                                 if s > logged_pre[k].get(n, -1) and math.isfinite(v)}
+                        if fresh:
+                            r.log_metrics(fresh, step=s)
                     if report.failures[k] is None:
                         r.log_metrics({**report.metrics[k], **stats[k]}, step=report.epoch)
                 self._save_checkpoint(probe)
@@ -99,15 +109,15 @@ class JobTraining:
             probe.measure(members, members.count)
         self._log_test_metrics()
         if cfg.tracking.figures:
-            self._log_figures(probe)
+            self._log_figures(probe, pre)
         return self.history
 
     def _save_checkpoint(self, probe: ActivationProbe | None) -> None:
         first = None
         if probe is not None and probe.first is not None:
             first = [[torch.from_numpy(a) for a in layers] for layers in probe.first]
-        history = [{"epoch": r.epoch, "seconds": r.seconds, "metrics": r.metrics, "failures": r.failures}
-                   for r in self.history]
+        history = [{"epoch": r.epoch, "seconds": r.seconds, "metrics": r.metrics, "failures": r.failures,
+                    "probes": r.probes} for r in self.history]
         self.tracking.checkpoint.save(capture(self.state, job_hash=self.tracking.checkpoint.job_hash,
                                               member_hashes=self.tracking.todo_hashes,
                                               run_ids=[r.run_id for r in self.runs], history=history,
@@ -132,7 +142,7 @@ class JobTraining:
             if self.state.failures[k] is None and not (self.resumed and history[-1].epoch in r.logged_steps("test_acc")):
                 r.log_metrics({"test_loss": test[k][0], "test_acc": test[k][1]}, step=history[-1].epoch)
 
-    def _log_figures(self, probe: ActivationProbe | None) -> None:
+    def _log_figures(self, probe: ActivationProbe | None, pre: PreActivationProbe | None) -> None:
         cfg, splits, members = self.cfg, self.splits, self.members
         outputs = None
         if cfg.model.show_record is not None:
@@ -152,11 +162,25 @@ class JobTraining:
             if probe is not None and probe.first is not None and probe.last is not None:
                 _save(r, figures.activation_histograms(probe.first[k], probe.last[k], layer_names, cfg.act.name,
                                                        r.name), "activations.png")
+            looks = [(s, values[k]) for rep in self.history for s, values in rep.probes]
+            if pre is not None and looks:
+                series = {"": _percentile_series(pre, looks)}  # one row: this run
+                _save(r, figures.pre_activation_percentiles(series, cfg.act.name, r.name), "preactivations.png")
             if outputs is not None:
                 index = int(cfg.model.show_record)
                 label = int(splits.test_y[index])
                 _save(r, figures.record_outputs(outputs[k], label, index, r.name, classes), f"record_{index}.png")
                 r.log_text(" ".join(f"{v:.6f}" for v in outputs[k]) + "\n", f"record_{index}_outputs.txt")
+
+
+def _percentile_series(pre: PreActivationProbe, looks: Sequence[tuple[int, dict[str, float]]],
+                       ) -> dict[str, dict[int, figures.Percentiles]]:
+    """One member's looks as the figure draws them: per layer, per unit, the steps and each percentile."""
+    steps = [s for s, _ in looks]
+    return {layer: {u: figures.Percentiles(steps, *([v[pre_activation_name(layer, u, p)] for _, v in looks]
+                                                    for p in PERCENTILES))
+                    for u in units}
+            for layer, units in pre.units.items()}
 
 
 def _save(r: MemberRun, fig: Any, name: str) -> None:

@@ -10,13 +10,14 @@ import pytest
 import torch
 
 from bn_study.data import Splits
-from bn_study.train.checkpoint import capture, misfit, restore
+from bn_study.train.checkpoint import Resumed, capture, misfit, restore
 from bn_study.train.loop import TrainSpec, evaluate, fit, new_state, steps_per_epoch, targets, train_epoch
 from bn_study.train.members import Members
 from bn_study.train.step import eager_step, forward_loss, train_step
 from bn_study.train.losses import member_loss
 from bn_study.train.model import seeded_models
 from bn_study.train.optim import build_optimizer
+from bn_study.train.probe import PreActivationProbe
 
 # conf/model/init/glorot_uniform.yaml and torch_default.yaml
 GLOROT = {"weight": {"_target_": "torch.nn.init.xavier_uniform_"}, "bias": {"_target_": "torch.nn.init.zeros_"}}
@@ -24,6 +25,7 @@ TORCH_DEFAULT = {"weight": None, "bias": None}
 MODEL = {"name": "tiny", "hidden": [16, 16], "head": "softmax", "init": GLOROT}
 NO_NORM = {"kind": "none", "layers": 0, "position": "after"}
 BN1 = {"kind": "batch", "layers": 1, "position": "after", "eps": 1e-3, "momentum": 0.01}
+BN_BEFORE = {**BN1, "layers": "all", "position": "before"}
 SGD = {"_target_": "torch.optim.SGD", "lr": 0.1, "momentum": 0.9, "nesterov": True}
 
 
@@ -48,12 +50,15 @@ def fresh_state(splits: Splits, seeds=(0,), norm=NO_NORM, optimizer=SGD, model=M
 
 
 def train(splits: Splits, *, seeds=(0,), epochs=5, norm=NO_NORM, optimizer=SGD, loss="ce",
-          model=MODEL, act="relu", batch_size=32, shuffle=True, log_every=5, state=None):
-    """Train ``epochs`` epochs in all: a given ``state`` continues from the epoch it holds."""
+          model=MODEL, act="relu", batch_size=32, shuffle=True, log_every=5, state=None, probe_every=None):
+    """Train ``epochs`` epochs in all: a given ``state`` continues from the epoch it holds. ``probe_every``:
+    the pre-activation probe looks that often, at 2 units per layer of the first 50 validation samples."""
     state = state or fresh_state(splits, seeds, norm, optimizer, model, act)
     spec = TrainSpec(epochs=epochs, batch_size=batch_size, seeds=tuple(seeds), loss=loss, shuffle=shuffle,
                      log_every=log_every)
-    reports = list(fit(state, splits, spec, eager_step(state.members, member_loss(loss), state.optimizer)))
+    probe = PreActivationProbe(state.members, splits.val_x[:50], 2, probe_every) if probe_every else None
+    reports = list(fit(state, splits, spec, eager_step(state.members, member_loss(loss), state.optimizer),
+                       probe=probe))
     return state, reports
 
 
@@ -130,6 +135,83 @@ def test_save_restore_continue_equals_one_uninterrupted_fit(optimizer):
     assert without_time(first_reports + later_reports) == without_time(whole_reports)
     for key, value in whole.members.net.state_dict().items():
         assert torch.equal(later.members.net.state_dict()[key], value), key
+
+
+def looked_at(reports) -> list[int]:
+    return [s for r in reports for s, _ in r.probes]
+
+
+@pytest.mark.parametrize("every, per_epoch", [
+    (5, [[0, 5, 10, 15], [20, 25, 30, 35]]),
+    (19, [[0, 19], [38]]),  # one look per epoch, at its last step
+    (1, [list(range(0, 20)), list(range(20, 39))]),
+    (50, [[0], []]),  # beyond the run: only the look before training
+])
+def test_the_step_probe_looks_at_step_0_and_every_kth_step_after(every, per_epoch):
+    # 600 samples in batches of 32: 19 steps per epoch, 38 in all
+    _, reports = train(separable(), seeds=(0, 1), epochs=2, norm=BN1, probe_every=every)
+    assert [[s for s, _ in r.probes] for r in reports] == per_epoch
+    for _, values in reports[0].probes:
+        assert len(values) == 2 and len(values[0]) == 2 * 2 * 3  # members; layers × units × percentiles
+
+
+@pytest.mark.parametrize("norm", [BN1, BN_BEFORE], ids=["bn_after", "bn_before"])
+def test_looking_at_every_step_changes_nothing_the_run_learns(norm):
+    splits, seeds = separable(), (0, 1)
+    off_state, off = train(splits, seeds=seeds, norm=norm, epochs=2)
+    on_state, on = train(splits, seeds=seeds, norm=norm, epochs=2, probe_every=1)
+    assert len(looked_at(on)) == 39 and looked_at(off) == []
+    assert without_time(on) == without_time(off)
+    for key, value in off_state.members.net.state_dict().items():  # BN's running statistics included
+        assert torch.equal(on_state.members.net.state_dict()[key], value), key
+    assert [g.get_state().tolist() for g in on_state.shufflers] == [g.get_state().tolist() for g in off_state.shufflers]
+
+
+def test_the_indexed_step_path_looks_at_the_same_steps_and_learns_the_same_with_the_probe():
+    """engine=graph's path (``GraphStep``, here with no graph on the CPU): the probe runs between its steps and
+    sees what the eager step's run sees; the run learns what it learns without the probe."""
+    from bn_study.train.graph import GraphStep
+
+    splits, seeds = separable(), (0, 1)
+    spec = TrainSpec(epochs=2, batch_size=32, seeds=seeds, loss="ce", log_every=5)
+
+    def by_index(probe_every):
+        state = fresh_state(splits, seeds, BN_BEFORE)
+        step = GraphStep(state.members, member_loss("ce"), state.optimizer, torch.device("cpu"), capture=False)
+        probe = PreActivationProbe(state.members, splits.val_x[:50], 2, probe_every) if probe_every else None
+        return state, list(fit(state, splits, spec, step, probe=probe))
+
+    on_state, on = by_index(4)
+    off_state, off = by_index(None)
+    _, eager = train(splits, seeds=seeds, norm=BN_BEFORE, epochs=2, probe_every=4)
+    assert looked_at(on) == looked_at(eager) == list(range(0, 39, 4))
+    for (_, got), (_, want) in zip([p for r in on for p in r.probes], [p for r in eager for p in r.probes]):
+        for g, w in zip(got, want):
+            assert g == pytest.approx(w, rel=1e-4, abs=1e-5)
+    assert without_time(on) == without_time(off)
+    for key, value in off_state.members.net.state_dict().items():
+        assert torch.equal(on_state.members.net.state_dict()[key], value), key
+
+
+def test_a_resumed_fit_looks_at_the_very_steps_and_values_of_an_uninterrupted_one():
+    """The looks of the epochs before a checkpoint come back with its history (what the figure draws); the
+    continued fit looks at the later steps only, with the numbers one fit gives."""
+    splits, seeds = separable(), (0, 1)
+    _, whole = train(splits, seeds=seeds, norm=BN_BEFORE, epochs=4, probe_every=7)
+    first, first_reports = train(splits, seeds=seeds, norm=BN_BEFORE, epochs=2, probe_every=7)
+    buffer = io.BytesIO()
+    history = [{"epoch": r.epoch, "seconds": r.seconds, "metrics": r.metrics, "failures": r.failures,
+                "probes": r.probes} for r in first_reports]
+    torch.save(capture(first, job_hash="h", member_hashes=["a", "b"], run_ids=["r0", "r1"], history=history,
+                       probe_first=None), buffer)
+    buffer.seek(0)
+    later = fresh_state(splits, seeds, BN_BEFORE)
+    resumed = Resumed.restore(later, torch.load(buffer, weights_only=True))
+    later, later_reports = train(splits, seeds=seeds, norm=BN_BEFORE, epochs=4, state=later, probe_every=7)
+
+    got = [look for r in resumed.history + later_reports for look in r.probes]
+    assert got == [look for r in whole for look in r.probes]
+    assert looked_at(later_reports) == list(range(42, 77, 7))  # none twice, none lost (38 steps were done)
 
 
 def test_bn_skips_a_last_batch_of_one_sample():

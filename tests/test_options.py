@@ -180,6 +180,32 @@ def test_probe_disabled_logs_no_probe_metrics(cli, tmp_path, runs_in):
     assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"config.yaml", "curves.png"}
 
 
+def test_probe_every_steps_and_units_say_when_and_where_the_nonlinearities_inputs_are_read(cli, tmp_path, runs_in):
+    """probe.every_steps=2, probe.units=2: the 15th/50th/85th percentiles of the input of each hidden
+    nonlinearity at 2 evenly spread units per layer, at steps 0, 2 and 4 of the 4-step run; every_steps=0:
+    none of them, and the training and the other probe numbers are the same."""
+    seen = {}
+    for every in (2, 0):
+        where = tmp_path / str(every)
+        where.mkdir()
+        assert cli(*TINY, "tracking.figures=false", "probe.samples=100", f"probe.every_steps={every}",
+                   "probe.units=2", cwd=where).code == 0
+        client, run = one_run(runs_in, where)
+        seen[every] = metrics_of(client, run)
+    on, off = seen[2], seen[0]
+    units = {1: (128, 384), 2: (64, 192), 3: (32, 96), 4: (16, 48)}  # a quarter and three quarters of each width
+    assert {k for k in on if "_pre_" in k} == {f"act{layer}_pre_u{u}_p{p}" for layer, us in units.items()
+                                               for u in us for p in (15, 50, 85)}
+    assert not [k for k in off if "_pre_" in k]
+    for layer, us in units.items():
+        for u in us:
+            p15, p50, p85 = (on[f"act{layer}_pre_u{u}_p{p}"] for p in (15, 50, 85))
+            assert [s for s, _ in p15] == [s for s, _ in p50] == [s for s, _ in p85] == [0, 2, 4]
+            assert all(a[1] <= b[1] <= c[1] for a, b, c in zip(p15, p50, p85))
+    for key in ("train_loss", "val_loss", "val_acc", "act1_mean", "act4_saturated"):
+        assert on[key] == off[key], key
+
+
 @pytest.mark.parametrize("act, kind, start_low, start_high", [
     # tanh on MNIST pixels (0..1) through glorot-uniform weights, untrained: the layer's outputs have a std of
     # ~0.3, and |tanh| > 0.99 needs a pre-activation beyond ±2.65 — about 8 standard deviations: ~no unit
@@ -287,10 +313,11 @@ def test_tracking_figures_switches_the_figure_artifacts(cli, tmp_path, runs_in):
         client, run = one_run(runs_in, where)
         names[flag] = {a.path for a in client.list_artifacts(run.info.run_id)}
         if flag == "true":
-            for png in ("curves.png", "activations.png"):
+            for png in ("curves.png", "activations.png", "preactivations.png"):
                 image = matplotlib.image.imread(client.download_artifacts(run.info.run_id, png, str(where / "dl")))
                 assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100, png
-    assert names == {"true": {"config.yaml", "curves.png", "activations.png"}, "false": {"config.yaml"}}
+    assert names == {"true": {"config.yaml", "curves.png", "activations.png", "preactivations.png"},
+                     "false": {"config.yaml"}}
 
 
 # --- --cfg job -----------------------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """The activation probe: each hidden layer's mean, std and inactive fraction on activations known in advance,
 measured in eval mode (BatchNorm on its running statistics, left untouched), and the model handed back in
-the mode it came in — training goes on in train mode."""
+the mode it came in — training goes on in train mode. The pre-activation probe: the percentiles of the
+inputs of the nonlinearities at fixed units, the right tensor with BN before or after the activation, each
+stacked member its own, the running statistics untouched."""
 
 from __future__ import annotations
 
@@ -9,8 +11,8 @@ import pytest
 import torch
 
 from bn_study.train.members import Members
-from bn_study.train.model import seeded_models
-from bn_study.train.probe import ActivationProbe
+from bn_study.train.model import make_activation, seeded_models
+from bn_study.train.probe import ActivationProbe, PreActivationProbe, probed_units
 
 NO_NORM = {"kind": "none", "layers": 0, "position": "after"}
 BN1 = {"kind": "batch", "layers": 1, "position": "after", "eps": 1e-3, "momentum": 0.01}
@@ -131,3 +133,144 @@ def test_the_inactive_rules_at_their_thresholds(act, values, fraction):
     [stats] = probe.measure(lambda x: net(x[0]).unsqueeze(0), 1)
     kind = ACTS[act][1]
     assert stats[f"act1_{kind}"] == pytest.approx(fraction)
+
+
+# --- the pre-activation probe ------------------------------------------------------------------------------
+
+def identity_net(act: str = "sigmoid", width: int = 4) -> torch.nn.Sequential:
+    """fc1 passes its input through unchanged, so the input of act1 is exactly the batch fed in."""
+    from collections import OrderedDict
+
+    fc = torch.nn.Linear(width, width)
+    with torch.no_grad():
+        fc.weight.copy_(torch.eye(width))
+        fc.bias.zero_()
+    return torch.nn.Sequential(OrderedDict(fc1=fc, act1=make_activation(act), head=torch.nn.Linear(width, 2)))
+
+
+def known_columns(n: int = 20, width: int = 4) -> torch.Tensor:
+    """Column j holds (j + 1) · 0..n-1 in a scrambled order (the percentiles must not depend on the order)."""
+    g = torch.Generator().manual_seed(3)
+    return torch.stack([torch.randperm(n, generator=g).float() * (j + 1) for j in range(width)], dim=1)
+
+
+def test_the_percentiles_of_a_units_input_are_numpys_on_known_values():
+    x = known_columns()
+    members = Members([identity_net()])
+    [stats] = PreActivationProbe(members, x, units=2, every=1)()
+    assert probed_units(4, 2) == [1, 3]
+    assert set(stats) == {f"act1_pre_u{u}_p{p}" for u in (1, 3) for p in (15, 50, 85)}
+    for unit in (1, 3):
+        scale = unit + 1
+        # by hand, linear interpolation between order statistics: rank q·(n-1) of 0..19, i.e. 2.85, 9.5, 16.15
+        want = {15: 2.85 * scale, 50: 9.5 * scale, 85: 16.15 * scale}
+        numpy = np.percentile(x[:, unit].double().numpy(), [15, 50, 85])
+        for p, value in want.items():
+            assert stats[f"act1_pre_u{unit}_p{p}"] == pytest.approx(value, rel=1e-12, abs=1e-12), (unit, p)
+        assert [stats[f"act1_pre_u{unit}_p{p}"] for p in (15, 50, 85)] == pytest.approx(numpy, rel=1e-12)
+
+
+@pytest.mark.parametrize("width, count, units", [
+    (512, 3, [85, 256, 426]), (64, 3, [10, 32, 53]), (5, 1, [2]), (4, 4, [0, 1, 2, 3]), (200, 2, [50, 150]),
+])
+def test_the_probed_units_are_evenly_spread_and_distinct(width, count, units):
+    assert probed_units(width, count) == units
+
+
+def bn_net(position: str, seed: int = 0) -> torch.nn.Sequential:
+    norm = {"kind": "batch", "layers": 1, "position": position, "eps": 1e-3, "momentum": 0.01}
+    [net] = seeded_models([seed], {"hidden": [6, 5], "head": "softmax", "init": TORCH_DEFAULT}, {"name": "sigmoid"},
+                          norm, num_features=8, num_classes=3)
+    with torch.no_grad():  # running statistics far from the batch's: a look on them would disagree
+        net.bn1.running_mean.fill_(5.0)
+        net.bn1.running_var.fill_(0.25)
+    return net
+
+
+def percentiles_of(z: torch.Tensor, units: list[int]) -> dict[int, list[float]]:
+    return {u: list(np.percentile(z[:, u].double().numpy(), [15, 50, 85])) for u in units}
+
+
+@pytest.mark.parametrize("position", ["before", "after"])
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_the_input_of_the_nonlinearity_with_bn_before_or_after_it(position, mode):
+    """BN before the activation: act1 is fed BN's output (on the batch's own statistics, the network as it
+    trains); BN after: act1 is fed the Linear's output, and act2 the next Linear's output of BN's. The model
+    comes back in its mode with its running statistics untouched."""
+    net = bn_net(position)
+    net.train(mode == "train")
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    x = inputs()
+    probe = PreActivationProbe(Members([net]), x, units=2, every=1)
+    [stats] = probe()
+
+    assert all(m.training == (mode == "train") for m in net.modules())
+    for key, value in net.state_dict().items():
+        assert torch.equal(value, state[key]), key
+    with torch.no_grad():
+        z1 = net.fc1(x)
+        normed = torch.nn.functional.batch_norm(z1, None, None, net.bn1.weight, net.bn1.bias, True, 0.0, 1e-3)
+        if position == "before":
+            fed = {"act1": normed, "act2": net.fc2(torch.sigmoid(normed))}
+        else:
+            normed = torch.nn.functional.batch_norm(torch.sigmoid(z1), None, None, net.bn1.weight, net.bn1.bias,
+                                                    True, 0.0, 1e-3)
+            fed = {"act1": z1, "act2": net.fc2(normed)}
+    assert probe.units == {"act1": [1, 4], "act2": [1, 3]}
+    for layer, z in fed.items():
+        for unit, want in percentiles_of(z, probe.units[layer]).items():
+            got = [stats[f"{layer}_pre_u{unit}_p{p}"] for p in (15, 50, 85)]
+            assert got == pytest.approx(want, rel=1e-5, abs=1e-6), (layer, unit)
+    if position == "before":  # on the batch's statistics: about centred, though the running mean says 5
+        assert abs(stats["act1_pre_u1_p50"]) < 1.5
+
+
+def test_each_stacked_member_gets_its_own_percentiles():
+    nets = [bn_net("before", seed=0), bn_net("before", seed=1)]
+    alone = [PreActivationProbe(Members([n]), inputs(), units=3, every=1)()[0] for n in nets]
+    members = Members(nets)
+    stacked = PreActivationProbe(members, inputs(), units=3, every=1)()
+    assert len(stacked) == 2
+    for k in range(2):
+        assert set(stacked[k]) == set(alone[k])
+        for name, value in alone[k].items():
+            assert stacked[k][name] == pytest.approx(value, rel=1e-5, abs=1e-6), (k, name)
+    assert stacked[0] != pytest.approx(stacked[1], rel=1e-3)
+
+
+def test_a_failing_look_still_hands_the_model_and_its_statistics_back():
+    class DyingMembers(Members):
+        def __call__(self, x):
+            self.net.bn1(self.net.fc1(x[0]))  # the running statistics moved, then the forward died
+            raise RuntimeError("out of memory")
+
+    net = bn_net("before")
+    net.train()
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    with pytest.raises(RuntimeError):
+        PreActivationProbe(DyingMembers([net]), inputs(), units=1, every=1)()
+    assert net.training
+    assert all(not m._forward_pre_hooks for m in net.modules())
+    for key, value in net.state_dict().items():
+        assert torch.equal(value, state[key]), key
+
+
+def test_the_percentile_figure_has_a_panel_per_layer_with_each_units_median_and_band():
+    from bn_study.tracking import figures
+
+    steps = [0, 100, 200, 300]
+    layers = {"act1": {85: figures.Percentiles(steps, [-1, -2, -3, -4], [0, 0.5, 1, 1.5], [1, 2, 3, 4]),
+                       256: figures.Percentiles(steps, [0] * 4, [1] * 4, [2] * 4)},
+              "act2": {42: figures.Percentiles(steps, [5, 6, 7, 8], [6, 7, 8, 9], [7, 8, 9, 10])}}
+    fig = figures.pre_activation_percentiles({"": layers}, "tanh", "a run")
+    try:
+        assert [ax.get_title() for ax in fig.axes] == ["act1", "act2"]
+        assert {ax.get_ylabel() for ax in fig.axes} == {"input to tanh"} and fig.axes[0].get_xlabel() == "step"
+        medians = {line.get_label(): list(line.get_ydata()) for line in fig.axes[0].get_lines()
+                   if line.get_linestyle() == "-"}
+        assert medians == {"unit 85": [0, 0.5, 1, 1.5], "unit 256": [1] * 4}
+        dashed = sorted(list(line.get_ydata()) for line in fig.axes[0].get_lines() if line.get_linestyle() == "--")
+        assert dashed == sorted([[-1, -2, -3, -4], [1, 2, 3, 4], [0] * 4, [2] * 4])  # each band's p15 and p85
+        assert all(float(t).is_integer() for ax in fig.axes for t in ax.get_xticks())
+    finally:
+        figures.close(fig)

@@ -19,7 +19,8 @@ from bn_study.report.__main__ import main
 from bn_study.report.collect import Condition, RunRecord, override_choices
 from bn_study.report.load import parse_spec
 from bn_study.report.sequential import judge
-from bn_study.report.stats import INCONCLUSIVE, SUPPORTED, binomial_se, holm, look_alphas, spent
+from bn_study.report.stats import (CONTRADICTED, EXCEEDED, INCONCLUSIVE, PAIRED, SUPPORTED, Difference, Region,
+                                   binomial_se, holm, look_alphas, p_values, spent, verdict)
 
 SEEDS = range(5)
 SEED_EFFECT = (-3.0, 1.0, -1.0, 2.0, 1.0)  # what each seed adds to every condition (shared init and order)
@@ -346,3 +347,19 @@ def test_the_first_look_is_the_planned_job_even_when_every_condition_grew():
     [result] = judge(spec, conds)
     assert (result.look, result.seeds) == (1, 5)  # decided at the planned look (5 seeds), not "look 1 of 10 seeds"
 
+
+
+@pytest.mark.parametrize("estimate, region, decided", [
+    (0.0, Region(0.0, math.inf, low_open=True), CONTRADICTED),  # "A better": exactly no gain is not better
+    (0.0, Region(0.0, math.inf, low_open=False), SUPPORTED),  # "at least as good": exactly 0 belongs to it
+    (0.5, Region(-0.5, 0.5, low_open=False, high_open=False, above=EXCEEDED), SUPPORTED),
+    (0.5, Region(-0.5, 0.5, low_open=False, high_open=True, above=EXCEEDED), EXCEEDED),
+])
+def test_an_effect_known_exactly_on_a_bound_gets_the_p_value_of_its_verdict(estimate, region, decided):
+    """Every seed the same (both arms collapsed to one class, say): a zero-width interval on a bound is decided
+    by whether the bound belongs to the region, and its p-value must say the same as the verdict."""
+    effect = Difference(estimate, estimate, estimate, math.inf, 0.0, PAIRED, 5)
+    assert verdict(effect.low, effect.high, region) == decided
+    p = p_values(effect, region)
+    assert p[decided] == 0.0
+    assert all(v == 1.0 for k, v in p.items() if k != decided)

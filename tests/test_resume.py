@@ -29,9 +29,11 @@ def children(runs_in, launch_dir: Path):
 
 def test_killed_multirun_resumes_the_interrupted_job_and_skips_finished_ones(tmp_path, runs_in):
     # job #2 (the third) walks 12 000 images per epoch, the others a few hundred: a wide window to kill it in
-    # threads pinned: the resumed job's numbers are compared with an uninterrupted run's, bit for bit
-    args = ["-m", "data.limit_train=300,400,12000,500", "act=relu", "norm=bn1", "epochs=5", "batch_size=64",
-            "probe.enabled=false", "tracking.figures=false", "log_every=50", "threads=1"]
+    # threads pinned: the resumed job's numbers are compared with an uninterrupted run's, bit for bit; the
+    # pre-activation probe on (BN before the activation: its looks run BN on their own batch), on a light batch
+    args = ["-m", "data.limit_train=300,400,12000,500", "act=relu", "norm=bn1", "norm.position=before", "epochs=5",
+            "batch_size=64", "probe.samples=100", "probe.every_steps=40", "probe.units=1", "tracking.figures=false",
+            "log_every=50", "threads=1"]
     proc = launch(tmp_path, args)
     third_job_started = False
     killed_during = None
@@ -64,6 +66,10 @@ def test_killed_multirun_resumes_the_interrupted_job_and_skips_finished_ones(tmp
     assert epochs == [1, 2, 3, 4, 5]  # each epoch logged exactly once across the two processes
     steps = [m.step for m in client.get_metric_history(resumed.info.run_id, "step_loss")]
     assert steps == sorted(set(steps))
+    pre = sorted(k for k in resumed.data.metrics if "_pre_" in k)
+    assert len(pre) == 4 * 1 * 3  # layers × units × percentiles
+    for key in pre:  # 12000/64 → 188 steps per epoch, a look every 40th from step 0: each logged exactly once
+        assert sorted(m.step for m in client.get_metric_history(resumed.info.run_id, key)) == list(range(0, 941, 40))
     assert not (tmp_path / "checkpoints").exists()  # cleaned up, directory and all, once the jobs finished
     # the second sweep's results include the runs it skipped or continued (the report reads them from there)
     parents = [r for r in runs_in(tmp_path)[1] if r.data.tags.get("role") == "multirun parent"]
@@ -80,7 +86,7 @@ def test_killed_multirun_resumes_the_interrupted_job_and_skips_finished_ones(tmp
     # weights, BN statistics, optimizer state and shuffle order all came back, not just the epoch counter
     [uninterrupted] = [r for r in twice if r.info.run_id not in {a.info.run_id for a in after}
                        and r.data.tags["config_hash"] == resumed.data.tags["config_hash"]]
-    for key in ("train_loss", "train_acc", "val_loss", "val_acc", "step_loss"):
+    for key in ("train_loss", "train_acc", "val_loss", "val_acc", "step_loss", *pre):
         got = [(m.step, m.value) for m in client.get_metric_history(resumed.info.run_id, key)]
         want = [(m.step, m.value) for m in client.get_metric_history(uninterrupted.info.run_id, key)]
         assert got == want, key

@@ -51,7 +51,7 @@ def test_one_epoch_run(cli, tmp_path, runs_in):
     assert [(m.step, m.value) for m in history["test_acc"]] == [(1, history["val_acc"][0].value)]
     assert tags["condition"] == "epochs=1 norm=bn1 data.limit_train=1000 log_every=4"
 
-    assert artifacts(client, run.info.run_id) == {"config.yaml", "curves.png", "activations.png"}
+    assert artifacts(client, run.info.run_id) == {"config.yaml", "curves.png", "activations.png", "preactivations.png"}
     config_text = Path(client.download_artifacts(run.info.run_id, "config.yaml", str(tmp_path / "dl"))).read_text()
     assert "kind: batch" in config_text and "seed: 0" in config_text
 
@@ -90,7 +90,8 @@ def test_two_job_multirun_has_one_parent_and_two_children(cli, tmp_path, runs_in
     assert json.loads((tmp_path / sweep_dir / "mlflow_parent.json").read_text())["run_id"] == parent.info.run_id
     for child in children:
         assert len(client.get_metric_history(child.info.run_id, "val_acc")) == 2
-        assert artifacts(client, child.info.run_id) == {"config.yaml", "curves.png", "activations.png"}
+        assert artifacts(client, child.info.run_id) == {"config.yaml", "curves.png", "activations.png",
+                                                        "preactivations.png"}
 
 
 def test_same_seed_reproduces_metrics_exactly_on_cpu(cli, tmp_path, runs_in):

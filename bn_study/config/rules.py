@@ -249,9 +249,14 @@ def _check_data(cfg: DictConfig) -> None:
 def _check_objective_and_probe(cfg: DictConfig) -> None:
     _one_of("objective.metric", cfg.objective.metric, METRICS)
     _one_of("objective.direction", cfg.objective.direction, DIRECTIONS)
-    n_val = val_size(cfg.data.name, cfg.data.val)
-    _whole("probe.samples", cfg.probe.samples, 1, n_val,
-           f" (validation images the probe looks at; data.val={cfg.data.val} has {n_val})")
+    probe, n_val, hidden = cfg.probe, val_size(cfg.data.name, cfg.data.val), list(cfg.model.hidden)
+    _whole("probe.every_steps", probe.every_steps or 0, 0, what=" (optimizer steps between looks; 0: none), or null")
+    on = probe.enabled and probe.every_steps  # only a look that runs must fit the model and its BatchNorm
+    fewest = 2 if on and cfg.norm.kind == "batch" else 1  # the looks run BatchNorm on the probe's own batch
+    _whole("probe.samples", probe.samples, fewest, n_val, f" (validation images the probe looks at; data.val="
+           f"{cfg.data.val} has {n_val}{'; BatchNorm in its looks needs 2, or probe.every_steps=null' if fewest > 1 else ''})")
+    _whole("probe.units", probe.units, 1, min(hidden) if on else None,
+           f" (units per hidden layer; the narrowest of model.hidden={hidden}), or probe.every_steps=null" if on else "")
 
 
 def _check_tracking(cfg: DictConfig, check_paths: bool, launch_dir: Path) -> None:

@@ -95,6 +95,8 @@ class ObjectiveConf:
 class ProbeConf:
     enabled: bool = True
     samples: int = 1000
+    every_steps: Optional[int] = 100  # null or 0: no look at the inputs of the nonlinearities
+    units: int = 3
 
 
 @dataclass

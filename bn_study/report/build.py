@@ -8,7 +8,8 @@ from pathlib import Path
 from mlflow import MlflowClient
 
 from bn_study.errors import UserError
-from bn_study.report import figures
+from bn_study.report import figures, sensitivity_figure
+from bn_study.tracking import figures as run_figures
 from bn_study.report.published import PublishedResult, compare_published
 from bn_study.report.sequential import judge
 from bn_study.report.collect import Condition, Study, collect, group, select
@@ -44,6 +45,12 @@ def _figure_caption(f: FigureSpec, conditions: Sequence[Condition], spec: Report
                 f"{', '.join('the last epoch' if e is None else f'epoch {e}' for e in sens.epochs)}: the mean over seeds "
                 "(line) and its 95 % t-interval (band), finished runs only (the table below counts the failed ones); "
                 "a star marks each arm's best value. Colours and line styles as in every figure here.")
+    if f.kind == "pre_activations":
+        runs = [f"{c.label} (seed {r.seed})" for sel in f.select for c in select(conditions, sel)
+                if (r := figures.pre_activation_run(c)) is not None]
+        return ("The input to each hidden nonlinearity during training, as the BatchNorm paper's figure 1 shows it: "
+                "for one probed unit per layer, the 15th, 50th and 85th percentiles over the fixed probe batch, "
+                f"every probe.every_steps steps from step 0 (before training), for {'; '.join(runs)}.")
     if f.kind == "activations":
         names = "; ".join(c.label for sel in f.select for c in select(conditions, sel))
         return (f"Hidden-layer outputs at test time, per layer and epoch (0 = before training): {', '.join(f.stats)} "
@@ -69,7 +76,15 @@ def draw_figures(spec: ReportSpec, conditions: Sequence[Condition], out: Path) -
             rows = [arm_summaries(conditions, sens, epoch, spec.analysis) for epoch in sens.epochs]
             if not any(rows):
                 continue  # the parameter was not swept in this sweep
-            fig = figures.sensitivity(rows, sens.epochs, sens.metric, colours, styles, title, sens.param, val_is_test)
+            fig = sensitivity_figure.sensitivity(rows, sens.epochs, sens.metric, colours, styles, title, sens.param, val_is_test)
+        elif f.kind == "pre_activations":
+            acts = sorted({c.choices.get("act") or c.choices.get("act.name", "") for sel in f.select
+                           for c in select(conditions, sel)} - {""})
+            rows = figures.pre_activation_rows(f, conditions)
+            if not rows:
+                continue  # its conditions did not run here, or ran without probe.every_steps
+            fig = run_figures.pre_activation_percentiles(rows, "/".join(acts) or "the nonlinearity",
+                                                         f"{title} — one run per condition")
         elif f.kind == "activations":
             if not any(select(conditions, s) for s in f.select):
                 continue  # none of its conditions ran in this sweep

@@ -7,6 +7,7 @@ its first value, dashed for the second — the Keras article's none vs BN).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -19,8 +20,7 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from bn_study.report.collect import Condition, select  # noqa: E402
-from bn_study.report.sensitivity import ArmSummary  # noqa: E402
+from bn_study.report.collect import Condition, RunRecord, select  # noqa: E402
 from bn_study.report.spec import FigureSpec  # noqa: E402
 from bn_study.report.stats import summarize  # noqa: E402
 
@@ -188,6 +188,48 @@ def activations(fig_spec: FigureSpec, conditions: Sequence[Condition], colours: 
     return fig
 
 
+PRE_ACTIVATION = re.compile(r"^act(\d+)_pre_u(\d+)_p(\d+)$")  # the pre-activation probe's metric names
+
+
+def _pre_units(run: RunRecord) -> dict[int, list[int]]:
+    """The probed units of each hidden layer, in order, as the run logged them."""
+    units: dict[int, set[int]] = {}
+    for key in run.history:
+        m = PRE_ACTIVATION.match(key)
+        if m:
+            units.setdefault(int(m.group(1)), set()).add(int(m.group(2)))
+    return {layer: sorted(u) for layer, u in sorted(units.items())}
+
+
+def pre_activation_run(cond: Condition) -> RunRecord | None:
+    """The run a pre-activation figure shows for a condition: its lowest seed's finished run that probed."""
+    runs = sorted((r for r in cond.finished if _pre_units(r)), key=lambda r: (r.seed is None, r.seed, r.run_id))
+    return runs[0] if runs else None
+
+
+def pre_activation_rows(fig_spec: FigureSpec, conditions: Sequence[Condition]) -> dict[str, dict[str, dict]]:
+    """What the BatchNorm paper's figure 1 shows, per selected condition: one run's (its lowest seed's) probed
+    units per hidden layer, their input percentiles over the steps, as ``pre_activation_percentiles`` draws a
+    run; conditions whose runs did not probe are left out."""
+    from bn_study.tracking.figures import Percentiles
+
+    conds = list({c.key: c for sel in fig_spec.select for c in select(conditions, sel)}.values())
+    rows: dict[str, dict[str, dict]] = {}
+    for cond in conds:
+        run = pre_activation_run(cond)
+        if run is None:
+            continue
+        layers = {}
+        for layer, units in _pre_units(run).items():
+            layers[f"act{layer}"] = {}
+            for unit in units:
+                series = [run.history.get(f"act{layer}_pre_u{unit}_p{pct}") or {} for pct in (15, 50, 85)]
+                steps = sorted(set.intersection(*(set(x) for x in series)))
+                layers[f"act{layer}"][unit] = Percentiles(steps, *([x[s] for s in steps] for x in series))
+        rows[f"{cond.label} (seed {run.seed})"] = layers
+    return rows
+
+
 def published(conditions: Sequence[Condition], metric: str, colours: Mapping[str, tuple], title: str) -> Figure:
     """Reproduced (each seed as a dot, mean with its 95 % CI) against the published single run (×)."""
     conds = list(conditions)
@@ -214,49 +256,6 @@ def published(conditions: Sequence[Condition], metric: str, colours: Mapping[str
     ax.grid(axis="x", alpha=0.3)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, fontsize=8, frameon=False)
     ax.set_title(title, fontsize=11)
-    return fig
-
-
-def sensitivity(arm_rows: Sequence[tuple[ArmSummary, ...]], epochs: Sequence[int | None], metric: str,
-                colours: Mapping[str, tuple], styles: Mapping[str, str], title: str, param: str,
-                val_is_test: bool) -> Figure:
-    """``metric`` against the swept parameter (log axis), one panel per epoch of ``epochs``, one line per arm
-    (its first condition's colour and style); a star marks each arm's best value in that panel."""
-    fig, axes = plt.subplots(1, len(epochs), figsize=(5.2 * len(epochs) + 2.4, 4.0), squeeze=False,
-                             layout="constrained")
-    head = metric_title(metric, val_is_test)
-    bounds = (0.0, 100.0) if metric.endswith("_acc") else None
-    for epoch, row, ax in zip(epochs, arm_rows, axes[0]):
-        for summary in row:
-            first = summary.arm.points[0][1]
-            xs = [x for x, s in zip(summary.arm.values, summary.summaries) if s is not None]
-            kept = [s for s in summary.summaries if s is not None]
-            if not kept:
-                continue
-            mean = np.array([s.mean for s in kept])
-            half = np.array([s.half or 0.0 for s in kept])
-            lo, hi = mean - half, mean + half
-            if bounds is not None:
-                lo, hi = np.clip(lo, *bounds), np.clip(hi, *bounds)
-            colour = colours[first.key]
-            ax.plot(xs, mean, styles[first.key], color=colour, lw=1.8, marker="o", ms=3, label=summary.label)
-            ax.fill_between(xs, lo, hi, color=colour, alpha=0.18, lw=0)
-            if summary.best is not None and summary.best in xs:
-                ax.plot([summary.best], [mean[xs.index(summary.best)]], "*", color=colour, ms=12, mec="black", mew=0.6)
-        values = sorted({x for summary in row for x in summary.arm.values})
-        ax.set_xscale("log")
-        ax.set_xticks(values, [f"{x:g}" for x in values], fontsize=8)
-        ax.minorticks_off()
-        ax.set_xlabel(param)
-        ax.set_ylabel(head)
-        ax.set_title(f"{head}, {'last epoch' if epoch is None else f'epoch {epoch}'}", fontsize=10)
-        ax.grid(alpha=0.3)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    if handles:
-        handles.append(plt.Line2D([], [], ls="", marker="*", ms=12, color="grey", mec="black", mew=0.6))
-        labels.append("the arm's best value (mean)")
-        axes[0][-1].legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
-    fig.suptitle(f"{title}\n{BAND_NOTE} (finished runs at each value)", fontsize=11)
     return fig
 
 

@@ -186,7 +186,7 @@ def _figure(raw: Any, index: int, where: str) -> FigureSpec:
     if kind not in FIGURE_KINDS:
         raise spec_error(where, f"{key}.kind", f"must be one of {', '.join(FIGURE_KINDS)}, not {kind!r}")
     select = tuple(_selector(s, where, f"{key}.select[{i}]") for i, s in enumerate(raw.get("select") or []))
-    if kind == "activations" and not select:
+    if kind in ("activations", "pre_activations") and not select:
         raise spec_error(where, f"{key}.select", "must list the conditions whose activations are compared")
 
     def opt(name: str) -> str | None:

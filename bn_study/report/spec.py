@@ -27,6 +27,7 @@ except a claim's ``text`` and its comparison; see ``conf/experiment/bn_vs_none.y
         - {name: saturation, kind: activations, select: [{act: sigmoid, norm: none}, ...], stats: [inactive, std]}
         - {name: published, kind: published}
         - {name: lr, kind: sensitivity}  # metric against report.sensitivity.param, one line per arm
+        - {name: pre, kind: pre_activations, select: [{norm: none}, {norm: bn1}]}  # needs probe.every_steps
       claims:
         - id: sigmoid_speed
           text: "BN speeds sigmoid convergence a lot"
@@ -96,7 +97,7 @@ from pathlib import Path
 from bn_study.report.stats import CONTRADICTED, EXCEEDED, WELCH, Region
 
 TESTS = ("better", "not_better", "equivalent", "faster", "interaction", "wider_range")
-FIGURE_KINDS = ("curves", "activations", "published", "sensitivity")
+FIGURE_KINDS = ("curves", "activations", "published", "sensitivity", "pre_activations")
 DEFAULT_CURVES = ("train_loss", "val_loss", "val_acc")
 
 Selector = Mapping[str, str]

@@ -107,13 +107,15 @@ class Difference:
         h = _t(self.df, level) * self.se
         return self.estimate - h, self.estimate + h
 
-    def p_beyond(self, bound: float, above: bool) -> float:
-        """The two-sided-equivalent p-value for "the effect lies strictly above (or below) ``bound``": the
-        largest 1 − level at which the interval still lies entirely on that side of it."""
+    def p_beyond(self, bound: float, above: bool, at: bool = False) -> float:
+        """The two-sided-equivalent p-value for "the effect lies strictly above (or below) ``bound``" (``at``:
+        or exactly at it): the largest 1 − level at which the interval still lies entirely on that side of it.
+        ``at`` decides only an effect known exactly (no spread over seeds), which can sit on a bound."""
         if math.isinf(bound):
             return 0.0 if (bound < 0) == above else 1.0
         if self.se == 0.0:
-            return 0.0 if (self.estimate > bound if above else self.estimate < bound) else 1.0
+            beyond = self.estimate > bound if above else self.estimate < bound
+            return 0.0 if beyond or (at and self.estimate == bound) else 1.0
         z = (self.estimate - bound) / self.se
         one_sided = float(sps.t.sf(z if above else -z, self.df))
         return min(1.0, 2.0 * one_sided)
@@ -215,11 +217,14 @@ def verdict(lo: float, hi: float, region: Region) -> str:
 def p_values(effect: Difference, region: Region) -> dict[str, float]:
     """For each decided verdict, the smallest α at which the (1 − α) interval reaches it: support needs the
     interval past every finite bound of the region (intersection–union), a miss past one of them."""
-    out = {SUPPORTED: max(effect.p_beyond(region.low, above=True), effect.p_beyond(region.high, above=False)),
-           CONTRADICTED: effect.p_beyond(region.low, above=False) if not math.isinf(region.low) else 1.0,
+    # a closed bound belongs to the region, an open one does not: as in ``verdict``'s interval tests
+    out = {SUPPORTED: max(effect.p_beyond(region.low, above=True, at=not region.low_open),
+                          effect.p_beyond(region.high, above=False, at=not region.high_open)),
+           CONTRADICTED: (effect.p_beyond(region.low, above=False, at=region.low_open)
+                          if not math.isinf(region.low) else 1.0),
            EXCEEDED: 1.0}
     if not math.isinf(region.high):
-        out[region.above] = min(out[region.above], effect.p_beyond(region.high, above=True))
+        out[region.above] = min(out[region.above], effect.p_beyond(region.high, above=True, at=region.high_open))
     return out
 
 

@@ -1,9 +1,11 @@
-"""The per-run figures: learning curves, hidden-activation histograms, one test record's outputs."""
+"""The per-run figures: learning curves, hidden-activation histograms, the inputs of the nonlinearities over
+the steps, one test record's outputs."""
 
 from __future__ import annotations
 
 import textwrap
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import matplotlib
 
@@ -12,6 +14,7 @@ matplotlib.use("Agg")  # no display here; figures go to files
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from bn_study.data.catalog import DIGITS  # noqa: E402
 
@@ -46,6 +49,45 @@ def activation_histograms(first: Sequence[np.ndarray], last: Sequence[np.ndarray
         ax.set(title=f"{name} ({act})", xlabel="activation", yticks=[])
     axes[0][0].legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
+    return fig
+
+
+class Percentiles(NamedTuple):
+    """One unit's input percentiles at each probed step."""
+
+    steps: Sequence[int]
+    p15: Sequence[float]
+    p50: Sequence[float]
+    p85: Sequence[float]
+
+
+def pre_activation_percentiles(rows: Mapping[str, Mapping[str, Mapping[int, Percentiles]]], act: str,
+                               title: str) -> Figure:
+    """Per run (a row, named by its key; one run: the key "") and hidden layer, each probed unit's
+    15th/50th/85th percentile of its input to the nonlinearity over the training steps (the BatchNorm paper's
+    figure 1): the median a solid line, 15–85 a dashed-edged band."""
+    n = max(len(layers) for layers in rows.values())
+    fig, axes = plt.subplots(len(rows), n, figsize=(3.6 * n, 3.4 * len(rows)), layout="constrained", squeeze=False)
+    for ax_row, (row, layers) in zip(axes, rows.items()):
+        for ax in ax_row[len(layers):]:
+            ax.set_axis_off()
+        for ax, (name, units) in zip(ax_row, layers.items()):
+            for color, (unit, p) in zip(plt.rcParams["axes.prop_cycle"].by_key()["color"] * len(units), units.items()):
+                ax.fill_between(p.steps, p.p15, p.p85, color=color, alpha=0.15, linewidth=0)
+                for edge in (p.p15, p.p85):  # the bands of several units overlap: their edges tell them apart
+                    ax.plot(p.steps, edge, "--", color=color, linewidth=0.8)
+                ax.plot(p.steps, p.p50, "-", color=color, marker="o" if len(p.steps) < 30 else None, ms=3,
+                        label=f"unit {unit}")
+            ax.set_title(f"{textwrap.fill(row, 40)}\n{name}" if row else name, fontsize=9 if row else None)
+            ax.set(xlabel="step", ylabel=f"input to {act}")
+            steps = sorted({s for p in units.values() for s in p.steps})
+            if len(steps) == 1:  # a run shorter than every_steps: its one look, at its own step
+                ax.set_xticks(steps)
+            else:
+                ax.xaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))  # step counts run to 5 digits
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7, title="p50, band p15–p85", title_fontsize=7)
+    fig.suptitle(textwrap.fill(title, 100), fontsize=9)
     return fig
 
 

@@ -133,8 +133,8 @@ def restore(state: Any, payload: dict[str, Any]) -> None:
 
 @dataclass
 class Resumed:
-    """What a checkpoint brings back besides the training state: the epochs already done, and the probe's
-    first look (before training) that the final figures compare against."""
+    """What a checkpoint brings back besides the training state: the epochs already done (with the step
+    probe's looks), and the probe's first look (before training) that the final figures compare against."""
 
     history: list[EpochReport]
     probe_first: list[list[Any]] | None
@@ -142,5 +142,5 @@ class Resumed:
     @classmethod
     def restore(cls, state: TrainState, payload: dict[str, Any]) -> Resumed:
         restore(state, payload)
-        return cls([EpochReport(h["epoch"], h["seconds"], h["metrics"], [], h["failures"]) for h in payload["history"]],
-                   payload.get("probe_first"))
+        return cls([EpochReport(h["epoch"], h["seconds"], h["metrics"], [], h["failures"], h.get("probes", []))
+                    for h in payload["history"]], payload.get("probe_first"))

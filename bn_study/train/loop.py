@@ -3,7 +3,7 @@
 K = 1 is an ordinary run of the plain model. K > 1 trains independent copies (own init, own shuffle
 order, own BatchNorm statistics) as one stacked model; see ``stacked.py``. Tensors carry the member
 axis first. Nothing inside an epoch waits for the device except on the ``log_every`` cadence, where the
-step loss is recorded and checked for NaN/inf.
+step loss is recorded and checked for NaN/inf, and on the step probe's, whose numbers are read back.
 """
 
 from __future__ import annotations
@@ -63,6 +63,8 @@ class EpochReport:
     metrics: list[dict[str, float]]  # per member: train_loss, train_acc, val_loss, val_acc
     step_losses: list[tuple[int, list[float]]]  # (global step, per-member loss) on the log cadence
     failures: list[str | None]
+    # (global step, per-member values) of the step probe's looks in this epoch; epoch 1's start at step 0
+    probes: list[tuple[int, list[dict[str, float]]]] = field(default_factory=list)
 
 
 @dataclass
@@ -80,6 +82,17 @@ def targets(x: Tensor, y: Tensor, loss: str, num_classes: int) -> Targets:
 
 
 ProgressFn = Callable[[int, "list[float] | None"], None]
+
+
+class StepProbe(Protocol):
+    """A look at the model every ``every`` optimizer steps (and at step 0, before training) that leaves the
+    training untouched: no RNG drawn, no gradient, no parameter or buffer changed. ``probe.PreActivationProbe``
+    is one."""
+
+    every: int
+
+    def __call__(self) -> list[dict[str, float]]:
+        """Per member, the values to log at the current global step."""
 
 
 class IndexedStep(Protocol):
@@ -120,8 +133,10 @@ def steps_per_epoch(n: int, spec: TrainSpec, has_batch_norm: bool) -> int:
 
 
 def train_epoch(state: TrainState, data: Targets, spec: TrainSpec, step: StepFn,
-                progress: ProgressFn | None = None) -> tuple[Tensor, Tensor, list[tuple[int, list[float]]], int]:
-    """One pass over the training set. Returns summed loss, correct count, logged step losses, samples."""
+                progress: ProgressFn | None = None, after_step: Callable[[int], None] | None = None,
+                ) -> tuple[Tensor, Tensor, list[tuple[int, list[float]]], int]:
+    """One pass over the training set. Returns summed loss, correct count, logged step losses, samples.
+    ``after_step`` is called with the global step after each optimizer step."""
     k, n, b = state.members.count, data.x.shape[0], spec.batch_size
     device = data.x.device
     steps = steps_per_epoch(n, spec, state.members.has_batch_norm)
@@ -153,6 +168,8 @@ def train_epoch(state: TrainState, data: Targets, spec: TrainSpec, step: StepFn,
             correct += hits
         seen += hi - lo
         state.global_step += 1
+        if after_step is not None:
+            after_step(state.global_step)
         if state.global_step % spec.log_every == 0:
             values = losses.tolist()  # the one host sync, on the cadence
             logged.append((state.global_step, values))
@@ -200,20 +217,31 @@ def _sync(device: torch.device) -> None:
 
 
 def fit(state: TrainState, splits: Splits, spec: TrainSpec, step: StepFn,
-        progress: Callable[[int], ProgressFn | None] | None = None) -> Iterator[EpochReport]:
+        progress: Callable[[int], ProgressFn | None] | None = None,
+        probe: StepProbe | None = None) -> Iterator[EpochReport]:
     """Train epoch after epoch, yielding each epoch's per-member metrics as it ends.
 
     Stops early when every member has diverged; a diverged member's metrics stop at its last good epoch.
+    ``probe`` looks at steps 0, every, 2·every, ...; each epoch's looks come in its report.
     """
     loss_fn = member_loss(spec.loss)
     train = targets(splits.train_x, splits.train_y, spec.loss, splits.num_classes)
     val = targets(splits.val_x, splits.val_y, spec.loss, splits.num_classes)
     device = splits.train_x.device
+    looks: list[tuple[int, list[dict[str, float]]]] = []
+
+    def look(global_step: int) -> None:
+        if probe is not None and global_step % probe.every == 0:
+            looks.append((global_step, probe()))
+
+    if state.global_step == 0:  # at initialisation: the curves start where training starts
+        look(0)
     while state.epoch < spec.epochs and not all(state.failures):
         _sync(device)
         tic = time.perf_counter()
         loss_sum, correct, logged, seen = train_epoch(
-            state, train, spec, step, progress(state.epoch) if progress else None)
+            state, train, spec, step, progress(state.epoch) if progress else None,
+            look if probe is not None else None)
         _sync(device)
         seconds = time.perf_counter() - tic
         state.epoch += 1
@@ -228,4 +256,5 @@ def fit(state: TrainState, splits: Splits, spec: TrainSpec, step: StepFn,
              "val_loss": val_loss_l[k], "val_acc": val_acc_l[k], "epoch_seconds": seconds}
             for k in range(state.members.count)
         ]
-        yield EpochReport(state.epoch, seconds, metrics, logged, list(state.failures))
+        yield EpochReport(state.epoch, seconds, metrics, logged, list(state.failures), looks)
+        looks = []
