@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from bn_study.data.catalog import DATASETS, val_size
 from bn_study.report.collect import Condition, RunRecord, select
 from bn_study.report.epochs import epochs_by_run
-from bn_study.report.failures import failed_runs, run_values, worst_value
+from bn_study.report.failures import by_seed, failed_runs, run_values, worst_value
 from bn_study.report.sensitivity import resolved
 from bn_study.report.spec import ClaimSpec, Comparison, Selector, higher_is_better
 from bn_study.report.stats import (ALPHA, CONTRADICTED, DECIDED, EXCEEDED, INCONCLUSIVE, LEVEL, PAIRED, SUPPORTED,
@@ -110,10 +110,6 @@ def _run_counts(cond: Condition, role: str) -> str | None:
     return f"{role}: {len(lost)} of {len(cond.runs)} runs did not finish ({states}) and are left out"
 
 
-def _by_seed(pairs: Sequence[tuple[RunRecord, float]]) -> dict[int, float]:
-    return {r.seed: v for r, v in pairs if r.seed is not None}
-
-
 def _values(comp: Comparison, cond: Condition | None, worst: float | None) -> tuple[list[tuple[RunRecord, float]], int]:
     """The numbers compared, one per run (finished runs; failed ones too, at ``worst``, unless it is None),
     and how many of them are censored (``faster`` only)."""
@@ -135,7 +131,7 @@ def _gain(comp: Comparison, va: Sequence[tuple[RunRecord, float]], vb: Sequence[
 
 def _estimate(comp: Comparison, terms: list[tuple[float, Sequence[tuple[RunRecord, float]]]]) -> Difference | None:
     if comp.analysis == PAIRED:
-        return paired([(c, _by_seed(xs)) for c, xs in terms])
+        return paired([(c, by_seed(xs)) for c, xs in terms])
     return contrast([(c, [v for _, v in xs]) for c, xs in terms])
 
 

@@ -42,6 +42,11 @@ def run_values(cond: Condition, metric: str, epoch: int | None, worst: float | N
     return out
 
 
+def by_seed(pairs: Sequence[tuple[RunRecord, float]]) -> dict[int, float]:
+    """Values keyed by their run's seed (runs without one left out): how paired analyses match arms."""
+    return {r.seed: v for r, v in pairs if r.seed is not None}
+
+
 def failure_sensitivity(cond: Condition, metric: str, conditions: Sequence[Condition]) -> tuple[Summary | None, float] | None:
     """The condition's ``metric`` at the last epoch with its failed runs counted at the worst value, and
     that value; None when no run of it failed."""

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from bn_study.report.collect import Condition, RunRecord, default_label, matches
-from bn_study.report.failures import run_values, worst_value
+from bn_study.report.failures import by_seed, run_values, worst_value
 from bn_study.report.spec import BEST, RANGE, Comparison, Selector, SensitivitySpec, higher_is_better
 from bn_study.report.stats import PAIRED, Difference, Summary, contrast, paired, summarize
 from bn_study.util.overrides import bare_key
@@ -74,7 +74,7 @@ def arm_label(arm: Arm, param: str) -> str:
 
 
 def _by_seed(cond: Condition, metric: str, epoch: int | None, worst: float) -> dict[int, float]:
-    return {r.seed: v for r, v in run_values(cond, metric, epoch, worst) if r.seed is not None}
+    return by_seed(run_values(cond, metric, epoch, worst))
 
 
 def _score(metric: str, values: Sequence[float]) -> float:
