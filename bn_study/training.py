@@ -34,7 +34,8 @@ log = logging.getLogger("bn_study")
 
 def train_spec(cfg: DictConfig, seeds: Sequence[int]) -> TrainSpec:
     return TrainSpec(epochs=cfg.epochs, batch_size=cfg.batch_size, seeds=tuple(seeds), loss=cfg.loss.name,
-                     shuffle=cfg.shuffle, log_every=cfg.log_every, drop_last=cfg.drop_last)
+                     shuffle=cfg.shuffle, log_every=cfg.log_every, drop_last=cfg.drop_last,
+                     max_steps=cfg.max_steps)
 
 
 @dataclass
@@ -77,9 +78,10 @@ class JobTraining:
                     r.log_metrics(stats, step=0)  # step 0 = before training
 
         steps_per_epoch = math.ceil(self.splits.train_x.shape[0] / self.spec.batch_size)
+        epochs = self.spec.planned_epochs(self.splits.train_x.shape[0], members.has_batch_norm)
         bars = bars_wanted(cfg.progress, self.job.launcher)
         label = " ".join(self.job.overrides) or "run"
-        with TrainingProgress(bars, self.spec.epochs, steps_per_epoch, label) as progress:
+        with TrainingProgress(bars, epochs, steps_per_epoch, label) as progress:
             for report in fit(self.state, self.splits, self.spec, self.step, progress=progress.for_epoch, probe=pre):
                 self.history.append(report)
                 stats = probe.measure(members, members.count) if probe else [{}] * members.count
@@ -97,7 +99,7 @@ class JobTraining:
                         r.log_metrics({**report.metrics[k], **stats[k]}, step=report.epoch)
                 self._save_checkpoint(probe)
                 progress.epoch_done([m["val_acc"] for m in report.metrics])
-                log.info(epoch_line(report, self.spec.epochs))
+                log.info(epoch_line(report, epochs))
                 if self.reporter is not None and not any(report.failures):
                     self.reporter.report(report.epoch, objective_value([report], report.failures,
                                                                        cfg.objective.metric, cfg.objective.direction))

@@ -60,7 +60,7 @@ def check_every_job(composer, base: list[str], launch: Path) -> int:
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_every_job_of_every_experiment_composes_and_validates(composer, tmp_path, name):
     count = check_every_job(composer, [f"+experiment={name}"], tmp_path)
-    sizes = {"bn_vs_none": 4, "bn_layers": 10, "adam_vs_bn": 4, "batch_size": 8, "book_ch3": 7}
+    sizes = {"bn_vs_none": 4, "bn_layers": 10, "adam_vs_bn": 4, "batch_size": 24, "book_ch3": 7}
     if name in sizes:
         assert count == sizes[name]
 

@@ -10,7 +10,7 @@ import pytest
 from scipy import stats as sps
 
 from bn_study.report.claims import ClaimResult, PartResult, evaluate, evaluate_part
-from bn_study.report.epochs import censored_epochs, epochs_to_reach
+from bn_study.report.epochs import epochs_by_run, epochs_to_reach, steps_at
 from bn_study.report.published import AGREES, CONSISTENT, DISAGREES, FEWER, SPREAD, PublishedResult, compare_published
 from bn_study.report.collect import Condition, override_choices
 from bn_study.report.spec import ClaimSpec, Comparison
@@ -63,8 +63,13 @@ def test_runs_that_never_arrive_count_as_one_epoch_past_their_last():
     cond = arm(NONE, [epochs(1, 3, 2), epochs(1, 3, None), {"val_acc": {1: 40.0}}, {}, epochs(1, 3, 1)],
                statuses=(F, F, F, F, "FAILED"))
     # reached at 2; never in 3 epochs → 4; never in 1 → 2; never logged → 1; the failed run is left out
-    assert censored_epochs(cond, "val_acc", 90) == ([2.0, 4.0, 2.0, 1.0], 3)
-    assert censored_epochs(cond, "val_acc", 30) == ([1.0, 1.0, 1.0, 1.0], 1)
+    assert censored(cond, 90) == ([2.0, 4.0, 2.0, 1.0], 3)
+    assert censored(cond, 30) == ([1.0, 1.0, 1.0, 1.0], 1)
+
+
+def censored(cond: Condition, threshold: float, by: str = "epochs") -> tuple[list[float], int]:
+    values, late = epochs_by_run(cond, "val_acc", threshold, with_failed=False, by=by)
+    return [v for _, v in values], late
 
 
 # --- one comparison: every field ------------------------------------------------------------------------------

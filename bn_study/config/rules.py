@@ -28,6 +28,7 @@ from bn_study.config.places import check_directory_writable, check_optuna_storag
 from bn_study.errors import UserError, describe_config_error
 from bn_study.train.device import resolve_device
 from bn_study.train.engines import ENGINES, resolve_engine
+from bn_study.train.loop import epoch_steps
 from bn_study.train.losses import LOSSES
 from bn_study.train.model import ACTIVATIONS, HEADS, NORM_KINDS, POSITIONS, check_init
 from bn_study.train.optim import check_optimizer
@@ -244,6 +245,18 @@ def _check_data(cfg: DictConfig) -> None:
     if batch == 1 and norm.kind == "batch":  # (a last batch of one sample is skipped by the loop itself)
         raise UserError(f"batch_size=1 cannot train with norm={norm.kind}: BatchNorm needs at least 2 samples per "
                         "batch; use batch_size >= 2, or norm=ln or none.")
+    if cfg.max_steps is not None:
+        _check_max_steps(cfg, n_train, batch)
+
+
+def _check_max_steps(cfg: DictConfig, n_train: int, batch: int) -> None:
+    steps = _whole("max_steps", cfg.max_steps, 1, what=" (optimizer steps), or null")
+    per_epoch = epoch_steps(n_train, batch, bool(cfg.drop_last), cfg.norm.kind == "batch")
+    if cfg.epochs * per_epoch < steps:  # the run would end short of the steps it was asked for
+        need = math.ceil(steps / per_epoch)
+        raise UserError(f"max_steps={steps} needs epochs >= {need} at batch_size={batch} ({per_epoch} steps per epoch "
+                        f"over {n_train} images), but epochs={cfg.epochs} gives {cfg.epochs * per_epoch}; "
+                        f"allowed: epochs >= {need}, or max_steps <= {cfg.epochs * per_epoch}.")
 
 
 def _check_objective_and_probe(cfg: DictConfig) -> None:

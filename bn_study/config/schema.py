@@ -123,6 +123,7 @@ class Config:
 
     batch_size: int = 128
     epochs: int = 10
+    max_steps: Optional[int] = None
     seed: int = 0
     seeds: Optional[List[int]] = None
     shuffle: bool = True

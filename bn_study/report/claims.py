@@ -117,7 +117,7 @@ def _values(comp: Comparison, cond: Condition | None, worst: float | None) -> tu
         return [], 0
     if comp.test == "faster":
         assert comp.threshold is not None
-        return epochs_by_run(cond, comp.metric, comp.threshold, with_failed=worst is not None)
+        return epochs_by_run(cond, comp.metric, comp.threshold, with_failed=worst is not None, by=comp.by)
     return run_values(cond, comp.metric, comp.epoch, worst), 0
 
 

@@ -77,7 +77,16 @@ def sequential_line(spec: ReportSpec, claims: Sequence[ClaimResult]) -> list[str
     plan = ", ".join(f"{n} seeds (α {a:.3g})" for n, a in zip(looks.sizes, looks.alphas))
     return [f"Sequential seeds ({seq.spending} spending, +{seq.add} per look, cap {seq.max_seeds}): looks planned at "
             f"{plan}; looks taken: {taken} of {len(looks.sizes)}. Each claim's verdict is from the look that decided "
-            "it, or its last look.", ""]
+            "it, or its last look." + _growing(spec, claims), ""]
+
+
+def _growing(spec: ReportSpec, claims: Sequence[ClaimResult]) -> str:
+    ids = spec.sequential.claims if spec.sequential else None
+    if ids is None:
+        return ""
+    numbers = [str(i) for i, c in enumerate(claims, 1) if c.spec.id in ids]
+    return (f" Only claim{'s' if len(numbers) > 1 else ''} {', '.join(numbers)} may add seeds "
+            "(`report.sequential.claims`); the others are judged at the planned seeds.")
 
 
 def claims_table(results: Sequence[ClaimResult]) -> list[str]:

@@ -1,11 +1,13 @@
-"""Epochs to a threshold, per run: the speed scale of *faster* claims, with runs that never got there censored
-(counted as one epoch past what they were given)."""
+"""Time to a threshold, per run, in epochs or optimizer steps: the scale of *faster* claims, with runs that never
+got there censored (counted as one epoch past what they were given)."""
 
 from __future__ import annotations
 
 from bn_study.report.collect import Condition, RunRecord
 from bn_study.report.failures import FAILED
-from bn_study.report.spec import higher_is_better
+from bn_study.report.spec import STEPS, higher_is_better
+
+STEPS_METRIC = "steps"  # the optimizer steps a run had made at each epoch's end (train/loop.py)
 
 
 def epochs_to_reach(run: RunRecord, metric: str, threshold: float) -> int | None:
@@ -17,13 +19,6 @@ def epochs_to_reach(run: RunRecord, metric: str, threshold: float) -> int | None
     return None
 
 
-def censored_epochs(cond: Condition, metric: str, threshold: float) -> tuple[list[float], int]:
-    """Epochs-to-threshold per finished run; a run that never got there counts as (its last epoch + 1),
-    i.e. at least one more epoch than it was given. Returns the values and how many were censored."""
-    values, censored = epochs_by_run(cond, metric, threshold, with_failed=False)
-    return [v for _, v in values], censored
-
-
 def _planned_epochs(run: RunRecord) -> int:
     try:
         return int(run.choices.get("epochs", ""))
@@ -31,19 +26,38 @@ def _planned_epochs(run: RunRecord) -> int:
         return run.last_step("train_loss") or 0
 
 
-def epochs_by_run(cond: Condition, metric: str, threshold: float,
-                   with_failed: bool) -> tuple[list[tuple[RunRecord, float]], int]:
+def steps_at(run: RunRecord, epoch: int) -> float | None:
+    """The optimizer steps made by the end of ``epoch``; past the last logged epoch, extrapolated by the
+    last epoch's length (what one more epoch would have added)."""
+    steps = run.history.get(STEPS_METRIC) or {}
+    if not steps:
+        return None
+    if epoch in steps:
+        return steps[epoch]
+    last = max(steps)
+    length = steps[last] - steps.get(last - 1, 0.0) if last - 1 in steps or last == 1 else steps[last] / last
+    return steps[last] + (epoch - last) * length
+
+
+def epochs_by_run(cond: Condition, metric: str, threshold: float, with_failed: bool,
+                  by: str = "epochs") -> tuple[list[tuple[RunRecord, float]], int]:
+    """Per run, the epochs (or steps) it needed to reach the threshold, and how many runs are censored: a
+    finished run that never got there counts as its last epoch + 1, a failed one (``with_failed``) as its
+    planned epochs + 1. A run without a ``steps`` metric is left out of a count in steps."""
     out, censored = [], 0
     for run in cond.runs:
         if run.finished:
             hit = epochs_to_reach(run, metric, threshold)
-            if hit is None:
-                censored += 1
+            late = hit is None
+            if late:
                 hit = (run.last_step(metric) or 0) + 1
         elif with_failed and run.status == FAILED:
-            censored += 1  # a failed run never reached it within what it was given
-            hit = _planned_epochs(run) + 1
+            late, hit = True, _planned_epochs(run) + 1  # a failed run never reached it within what it was given
         else:
             continue
-        out.append((run, float(hit)))
+        value = float(hit) if by != STEPS else steps_at(run, hit)
+        if value is None:
+            continue
+        censored += late
+        out.append((run, value))
     return out, censored

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bn_study.errors import UserError
-from bn_study.report.spec import (BEST, DEFAULT_CURVES, FIGURE_KINDS, RANGE, TESTS, ClaimSpec, Comparison,
+from bn_study.report.spec import (BEST, DEFAULT_CURVES, EPOCHS, SPEED_UNITS, FIGURE_KINDS, RANGE, TESTS, ClaimSpec, Comparison,
                                   ConditionSpec, FigureSpec, ReportSpec, Selector, SensitivitySpec, SequentialSpec)
 from bn_study.report.stats import ANALYSES, SPENDING, WELCH
 from bn_study.util.overrides import bare_key
@@ -63,10 +63,13 @@ def _comparison(raw: Mapping[str, Any], where: str, key: str, analysis: str = WE
     if test == "faster" and threshold is None:
         raise spec_error(where, f"{key}.threshold", "is required for a 'faster' test (the value to reach)")
     unknown = set(raw) - {"test", "a", "b", "metric", "epoch", "min_effect", "max_effect", "margin", "threshold",
-                          "analysis", "under", "versus", "at_every"}
+                          "analysis", "under", "versus", "at_every", "by"}
     if unknown:
         raise spec_error(where, key, f"has unknown keys {sorted(unknown)}")
     analysis = _choice(raw.get("analysis", analysis), ANALYSES, where, f"{key}.analysis")
+    by = _choice(raw.get("by", EPOCHS), SPEED_UNITS, where, f"{key}.by")
+    if "by" in raw and test != "faster":
+        raise spec_error(where, f"{key}.by", "is read only by a 'faster' test (time in epochs or optimizer steps)")
     under = versus = None
     if test == "interaction":
         under = _selector(raw.get("under"), where, f"{key}.under")
@@ -93,7 +96,7 @@ def _comparison(raw: Mapping[str, Any], where: str, key: str, analysis: str = WE
         max_effect=None if raw.get("max_effect") is None else _number(raw["max_effect"], where, f"{key}.max_effect"),
         margin=None if margin is None else _number(margin, where, f"{key}.margin"),
         threshold=None if threshold is None else _number(threshold, where, f"{key}.threshold"),
-        analysis=analysis, under=under, versus=versus,
+        analysis=analysis, under=under, versus=versus, by=by,
     )
 
 
@@ -114,12 +117,16 @@ def _sequential(raw: Any, where: str) -> SequentialSpec | None:
         return None
     if not isinstance(raw, Mapping):
         raise spec_error(where, "sequential", "must be a mapping like {add: 5, max_seeds: 10, spending: pocock}")
-    unknown = set(raw) - {"add", "max_seeds", "spending"}
+    unknown = set(raw) - {"add", "max_seeds", "spending", "claims"}
     if unknown:
-        raise spec_error(where, "sequential", f"has unknown keys {sorted(unknown)}; allowed: add, max_seeds, spending")
+        raise spec_error(where, "sequential", f"has unknown keys {sorted(unknown)}; allowed: add, max_seeds, spending, claims")
+    claims = raw.get("claims")
+    if claims is not None and (isinstance(claims, str) or not isinstance(claims, Sequence) or not claims):
+        raise spec_error(where, "sequential.claims", f"must be a non-empty list of claim ids, not {claims!r}")
     return SequentialSpec(add=_whole(raw.get("add"), where, "sequential.add", 1),
                           max_seeds=_whole(raw.get("max_seeds"), where, "sequential.max_seeds", 2),
-                          spending=_choice(raw.get("spending", "pocock"), SPENDING, where, "sequential.spending"))
+                          spending=_choice(raw.get("spending", "pocock"), SPENDING, where, "sequential.spending"),
+                          claims=None if claims is None else tuple(str(c) for c in claims))
 
 
 def _at_every(raw: Mapping[str, Any], where: str, key: str,
@@ -200,6 +207,13 @@ def _figure(raw: Any, index: int, where: str) -> FigureSpec:
     )
 
 
+def _threshold_by(raw: Any, where: str) -> tuple[str, ...]:
+    values = [raw] if isinstance(raw, str) else raw
+    if not isinstance(values, Sequence) or not values:
+        raise spec_error(where, "threshold.by", f"must be a non-empty list of {', '.join(SPEED_UNITS)}, not {raw!r}")
+    return tuple(_choice(v, SPEED_UNITS, where, "threshold.by") for v in values)
+
+
 def parse_spec(name: str, raw: Any, sweep_order: Mapping[str, tuple[str, ...]] | None = None,
                where: str = "report") -> ReportSpec:
     if not isinstance(raw, Mapping):
@@ -225,12 +239,18 @@ def parse_spec(name: str, raw: Any, sweep_order: Mapping[str, tuple[str, ...]] |
         raise spec_error(where, "figures", "has a 'sensitivity' figure, which needs report.sensitivity: {param: ...}")
     claims = tuple(_claim(c, i, where, analysis, sensitivity, sweep_order)
                    for i, c in enumerate(raw.get("claims") or []))
+    sequential = _sequential(raw.get("sequential"), where)
+    unknown = sorted(set(sequential.claims or ()) - {c.id for c in claims}) if sequential else []
+    if unknown:
+        raise spec_error(where, "sequential.claims", f"names {unknown}, which are no claim ids of this report "
+                         f"({', '.join(c.id for c in claims)})")
     return ReportSpec(
         experiment=name, title=str(raw.get("title", name)),
         question=None if raw.get("question") is None else str(raw["question"]),
         notes=None if raw.get("notes") is None else str(raw["notes"]).strip(),
         threshold_metric=str(threshold.get("metric", "val_acc")),
         threshold_value=_number(threshold.get("value", 90.0), where, "threshold.value"),
+        threshold_by=_threshold_by(threshold.get("by", [EPOCHS]), where),
         conditions=tuple(conditions),
         published_metric=str(published.get("metric", "test_acc")),
         published_rounding=_rounding(published.get("rounding", 1.0), where),
@@ -239,5 +259,5 @@ def parse_spec(name: str, raw: Any, sweep_order: Mapping[str, tuple[str, ...]] |
         style_by=None if raw.get("style_by") is None else bare_key(str(raw["style_by"])),
         table_params=tuple(str(p) for p in raw.get("table_params") or ()),
         compare_with=None if raw.get("compare_with") is None else str(raw["compare_with"]),
-        sequential=_sequential(raw.get("sequential"), where), sensitivity=sensitivity, analysis=analysis,
+        sequential=sequential, sensitivity=sensitivity, analysis=analysis,
     )

@@ -16,12 +16,12 @@ from bn_study.report.cells import cell, duration, mean_ci, number, signed, utc
 from bn_study.report.claims import ClaimResult
 from bn_study.report.claims_table import claims_table, sequential_line
 from bn_study.report.collect import Condition, Study, matches
-from bn_study.report.epochs import epochs_to_reach
+from bn_study.report.epochs import epochs_to_reach, steps_at
 from bn_study.report.failures import failure_sensitivity
 from bn_study.report.method import METHOD
 from bn_study.report.published import DISAGREES, PUBLISHED_VERDICTS, PublishedResult
 from bn_study.report.sensitivity import arm_summaries
-from bn_study.report.spec import ConditionSpec, ReportSpec
+from bn_study.report.spec import STEPS, ConditionSpec, ReportSpec
 from bn_study.report.stats import PAIRED, VERDICTS, summarize
 
 VERDICT_LINE = "**Verdicts:**"
@@ -127,14 +127,19 @@ def _published(results: Sequence[PublishedResult], conditions: Sequence[Conditio
     return out
 
 
-def _epochs_cell(cond: Condition, metric: str, threshold: float) -> str:
+def _time_cell(cond: Condition, metric: str, threshold: float, by: str) -> str:
     marks = []
     for r in sorted(cond.runs, key=lambda r: (r.seed if r.seed is not None else -1, r.run_id)):
         if not r.finished:
             marks.append("✗")
             continue
         hit = epochs_to_reach(r, metric, threshold)
-        marks.append(str(hit) if hit is not None else f">{r.last_step(metric) or 0}")
+        last = r.last_step(metric) or 0
+        if by == STEPS:
+            at = steps_at(r, hit if hit is not None else last)
+            marks.append("—" if at is None else f"{'' if hit is not None else '>'}{at:.0f}")
+        else:
+            marks.append(str(hit) if hit is not None else f">{last}")
     return " · ".join(marks)
 
 
@@ -152,17 +157,20 @@ def _param(cond: Condition, name: str) -> str:
 
 def _final_table(conditions: Sequence[Condition], spec: ReportSpec, params: Sequence[str]) -> list[str]:
     metrics = table_metrics(conditions)
-    thr = f"epochs to {spec.threshold_metric} ≥ {spec.threshold_value:g} (per seed)"
+    thr = [f"{by} to {spec.threshold_metric} ≥ {spec.threshold_value:g} (per seed)" for by in spec.threshold_by]
     head = (["condition", *params, "runs (finished/total)"] + [f"{m} (last epoch, mean ± 95 % CI)" for m in metrics]
-            + [thr])
+            + thr)
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for c in conditions:
         row = [cell(c.label), *(cell(_param(c, p)) for p in params), f"{len(c.finished)}/{len(c.runs)}"]
         row += [mean_ci(m, summarize(c.values(m))) for m in metrics]
-        row.append(_epochs_cell(c, spec.threshold_metric, spec.threshold_value))
+        row += [_time_cell(c, spec.threshold_metric, spec.threshold_value, by) for by in spec.threshold_by]
         out.append("| " + " | ".join(row) + " |")
     out += ["", "Per-seed cells list the seeds in order: the epoch a run first reached the threshold, `>E` if it "
             "had not by its last epoch E, `✗` if the run did not finish (diverged or stopped). Accuracies in %."]
+    if STEPS in spec.threshold_by:
+        out += ["", "Steps: the optimizer steps made by the end of that epoch (`>S`: not reached in the S steps made); "
+                "runs are evaluated at epoch ends, so this is when the threshold was first seen, not crossed."]
     lost = [(c, r) for c in conditions for r in c.runs if not r.finished]
     if lost:
         out += ["", "Runs that did not finish (counted above, left out of the means):", ""]

@@ -108,6 +108,8 @@ def next_look(spec: ReportSpec, conditions: Sequence[Condition]) -> tuple[list[C
     for claim, r in zip(spec.claims, results):
         if r.corrected != INCONCLUSIVE or r.look is None or r.look >= len(looks.sizes):
             continue
+        if seq.claims is not None and claim.id not in seq.claims:  # judged at the seeds it has
+            continue
         target = max(target, looks.sizes[r.look])
         for c in claim_conditions(claim, conditions):
             grow.setdefault(c.key, c)

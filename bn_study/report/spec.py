@@ -12,7 +12,7 @@ except a claim's ``text`` and its comparison; see ``conf/experiment/bn_vs_none.y
       title: "Keras BN article, experiment 1: ..."
       question: "Does one BN layer speed up training?"      # one line under the title
       notes: "markdown shown under the tables"
-      threshold: {metric: val_acc, value: 90}                # "epochs to reach" column
+      threshold: {metric: val_acc, value: 90, by: [epochs]}  # "epochs to reach" column (by: [epochs, steps])
       table_params: [optimizer.lr]                           # params shown per condition in the table
       conditions:                                            # display order, labels, published numbers
         - {select: {act: sigmoid, norm: none}, label: "sigmoid, no BN", published: 87}
@@ -20,7 +20,8 @@ except a claim's ``text`` and its comparison; see ``conf/experiment/bn_vs_none.y
       color_by: norm            # one colour per value of this key in every figure (default: per condition)
       style_by: null            # line style per value of this key (solid, dashed, …), in every figure
       analysis: paired          # welch (default) | paired: how every claim compares its arms (a claim may override)
-      sequential: {add: 5, max_seeds: 10, spending: pocock}  # more seeds for undecided claims (grid studies)
+      sequential: {add: 5, max_seeds: 10, spending: pocock}  # more seeds for undecided claims (grid studies);
+                                # claims: [id, ...] limits which claims may add them (the expensive ones stay)
       sensitivity: {param: optimizer.lr, metric: val_acc, epochs: [1, last], good: 97}  # a parameter swept per arm
       figures:
         - {name: curves, kind: curves, metrics: [train_loss, val_acc], rows: act}
@@ -77,7 +78,9 @@ contradicted or exceeded), then Holm across the report's claims (``claims.correc
 - ``better``: effect > ``min_effect`` (default 0) and, if ``max_effect`` is given, ≤ ``max_effect``;
 - ``not_better``: effect ≤ ``margin`` (A gains at most this much);
 - ``equivalent``: −``margin`` ≤ effect ≤ ``margin`` (``margin`` required);
-- ``faster``: like ``better``, on the epochs each run needed to reach ``threshold`` (required);
+- ``faster``: like ``better``, on the epochs each run needed to reach ``threshold`` (required); with
+  ``by: steps``, on the optimizer steps (the runs' per-epoch ``steps`` metric: across batch sizes an epoch is
+  not the same amount of training);
 - ``interaction``: like ``better``, on A's gain over B under ``under`` minus the same gain under ``versus``;
 - ``wider_range``: like ``better``, on the decades of ``report.sensitivity.param`` at which each seed reaches
   ``threshold`` (default ``report.sensitivity.good``).
@@ -96,6 +99,7 @@ from pathlib import Path
 
 from bn_study.report.stats import CONTRADICTED, EXCEEDED, WELCH, Region
 
+SPEED_UNITS = EPOCHS, STEPS = ("epochs", "steps")  # what a faster test counts until the threshold
 TESTS = ("better", "not_better", "equivalent", "faster", "interaction", "wider_range")
 FIGURE_KINDS = ("curves", "activations", "published", "sensitivity", "pre_activations")
 DEFAULT_CURVES = ("train_loss", "val_loss", "val_acc")
@@ -136,13 +140,14 @@ class Comparison:
     # the swept parameter (report.sensitivity.param) when a selector says ``<param>: best`` or the test is
     # wider_range: the report then builds those conditions from the arm's grid (bn_study/report/sensitivity.py)
     over: str | None = None
+    by: str = "epochs"  # faster: time counted in epochs, or in optimizer steps (the runs' `steps` metric)
 
     def quantity(self) -> str:
-        """What the effect counts: the metric itself, or epochs (faster) or decades (wider_range)."""
-        return {"faster": "epochs", "wider_range": "decades"}.get(self.test, self.metric)
+        """What the effect counts: the metric itself, or epochs/steps (faster) or decades (wider_range)."""
+        return {"faster": self.by, "wider_range": "decades"}.get(self.test, self.metric)
 
     def unit(self) -> str:
-        return {"faster": " epochs", "wider_range": " decades"}.get(self.test, unit_of(self.metric))
+        return {"faster": f" {self.by}", "wider_range": " decades"}.get(self.test, unit_of(self.metric))
 
     def region(self) -> Region:
         """Where the effect (A's improvement over B, in the metric's good direction) must lie."""
@@ -158,7 +163,7 @@ class Comparison:
     def measured(self) -> str:
         """What number is compared, in words."""
         if self.test == "faster":
-            return f"epochs to reach {self.metric} ≥ {self.threshold:g}"
+            return f"{self.by} to reach {self.metric} ≥ {self.threshold:g}"
         at = "the last epoch" if self.epoch is None else f"epoch {self.epoch}"
         if self.test == "wider_range":
             return f"decades of {self.over} with {self.metric} ≥ {self.threshold:g} at {at}"
@@ -190,6 +195,9 @@ class SequentialSpec:
     add: int  # seeds per condition added at each further look
     max_seeds: int  # the cap per condition, planned seeds included
     spending: str = "pocock"  # pocock | obrien_fleming
+    # the claims whose conditions may get more seeds (None: every undecided claim's); the others are judged
+    # at the seeds they have
+    claims: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -227,6 +235,7 @@ class ReportSpec:
     notes: str | None = None
     threshold_metric: str = "val_acc"
     threshold_value: float = 90.0
+    threshold_by: tuple[str, ...] = ("epochs",)  # the table's time-to-threshold columns: epochs, steps
     conditions: tuple[ConditionSpec, ...] = ()
     published_metric: str = "test_acc"
     published_rounding: float = 1.0

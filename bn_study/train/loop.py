@@ -34,6 +34,17 @@ class TrainSpec:
     shuffle: bool = True
     log_every: int = 50
     drop_last: bool = False
+    # training ends after this many optimizer steps even mid-epoch (equal-update designs); None: after `epochs`
+    max_steps: int | None = None
+
+    def done(self, global_step: int) -> bool:
+        return self.max_steps is not None and global_step >= self.max_steps
+
+    def planned_epochs(self, n: int, has_batch_norm: bool) -> int:
+        """How many epochs the run trains (evaluated at each end; the last one may be cut short)."""
+        if self.max_steps is None:
+            return self.epochs
+        return min(self.epochs, math.ceil(self.max_steps / steps_per_epoch(n, self, has_batch_norm)))
 
 
 @dataclass
@@ -60,7 +71,7 @@ def new_state(members: Members, optimizer: torch.optim.Optimizer, seeds: Sequenc
 class EpochReport:
     epoch: int
     seconds: float
-    metrics: list[dict[str, float]]  # per member: train_loss, train_acc, val_loss, val_acc
+    metrics: list[dict[str, float]]  # per member: train_loss, train_acc, val_loss, val_acc, steps (so far)
     step_losses: list[tuple[int, list[float]]]  # (global step, per-member loss) on the log cadence
     failures: list[str | None]
     # (global step, per-member values) of the step probe's looks in this epoch; epoch 1's start at step 0
@@ -124,12 +135,17 @@ def epoch_order(state: TrainState, n: int, spec: TrainSpec, device: torch.device
     return torch.stack([torch.randperm(n, generator=g) for g in state.shufflers]).to(device)
 
 
-def steps_per_epoch(n: int, spec: TrainSpec, has_batch_norm: bool) -> int:
-    b = spec.batch_size
-    steps = n // b if spec.drop_last else math.ceil(n / b)
-    if not spec.drop_last and n % b == 1 and has_batch_norm:
+def epoch_steps(n: int, batch_size: int, drop_last: bool, has_batch_norm: bool) -> int:
+    """Optimizer steps in one pass over ``n`` samples."""
+    b = batch_size
+    steps = n // b if drop_last else math.ceil(n / b)
+    if not drop_last and n % b == 1 and has_batch_norm:
         steps -= 1  # BatchNorm cannot normalise a batch of one sample; that last sample waits
     return steps
+
+
+def steps_per_epoch(n: int, spec: TrainSpec, has_batch_norm: bool) -> int:
+    return epoch_steps(n, spec.batch_size, spec.drop_last, has_batch_norm)
 
 
 def train_epoch(state: TrainState, data: Targets, spec: TrainSpec, step: StepFn,
@@ -178,6 +194,8 @@ def train_epoch(state: TrainState, data: Targets, spec: TrainSpec, step: StepFn,
                 progress(spec.log_every, values)
             if all(state.failures):
                 break
+        if spec.done(state.global_step):
+            break
     if by_index is not None:
         loss_sum, correct = by_index.epoch_totals()
     return loss_sum, correct, logged, seen
@@ -236,7 +254,7 @@ def fit(state: TrainState, splits: Splits, spec: TrainSpec, step: StepFn,
 
     if state.global_step == 0:  # at initialisation: the curves start where training starts
         look(0)
-    while state.epoch < spec.epochs and not all(state.failures):
+    while state.epoch < spec.epochs and not spec.done(state.global_step) and not all(state.failures):
         _sync(device)
         tic = time.perf_counter()
         loss_sum, correct, logged, seen = train_epoch(
@@ -253,7 +271,8 @@ def fit(state: TrainState, splits: Splits, spec: TrainSpec, step: StepFn,
         _note_divergence(state, val_loss_l, f"validation after epoch {state.epoch}")
         metrics = [
             {"train_loss": train_loss[k], "train_acc": train_acc[k],
-             "val_loss": val_loss_l[k], "val_acc": val_acc_l[k], "epoch_seconds": seconds}
+             "val_loss": val_loss_l[k], "val_acc": val_acc_l[k], "epoch_seconds": seconds,
+             "steps": float(state.global_step)}
             for k in range(state.members.count)
         ]
         yield EpochReport(state.epoch, seconds, metrics, logged, list(state.failures), looks)
