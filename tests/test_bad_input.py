@@ -76,6 +76,7 @@ CASES: dict[str, dict[str, tuple[list[str], list[str]]]] = {
         "seeds with a repeat": (["seeds=[0,0]"], ["seeds=[0, 0]", "once"]),
         "seeds empty": (["seeds=[]"], ["seeds=[]", "non-empty"]),
         "limit_train < 1": (["data.limit_train=0"], ["data.limit_train=0", ">= 1"]),
+        "max_steps < 1": (["max_steps=0"], ["max_steps=0", ">= 1", "or null"]),
         "limit_train beyond the data": (["data.limit_train=70000"], ["data.limit_train=70000", "1..60000"]),
         "limit_train beyond the holdout split": (["data.val=holdout", "data.limit_train=55000"],
                                                  ["data.limit_train=55000", "1..50000"]),
@@ -114,6 +115,11 @@ CASES: dict[str, dict[str, tuple[list[str], list[str]]]] = {
         "mse with a softmax head": (["loss=mse"], ["loss=mse", "softmax", "sigmoid or leaky_relu"]),
         "ce with a sigmoid head": (["model=book"], ["loss=ce", "sigmoid", "model.head=softmax"]),
         "BN with batch_size 1": (["batch_size=1", "norm=bn1"], ["batch_size=1", "norm=batch", "batch_size >= 2"]),
+        "max_steps beyond the epochs": (["max_steps=5", "batch_size=256"],  # 512 images: 2 steps per epoch
+                                        ["max_steps=5", "epochs >= 3", "batch_size=256", "epochs=1 gives 2",
+                                         "max_steps <= 2"]),
+        "equal steps beyond its epochs": (["+design=equal_steps", "data.limit_train=null", "batch_size=2048"],
+                                          ["max_steps=938", "epochs >= 32", "epochs=16 gives 480"]),
         "BN on a probe batch of 1": (["probe.samples=1", "norm=bn1", "norm.position=before"],
                                      ["probe.samples=1", "from 2 to 10000", "BatchNorm", "probe.every_steps=null"]),
         "a leaky head without a slope": (["model=book", "loss=mse", "model.head=leaky_relu"],
@@ -403,6 +409,8 @@ def test_the_real_process_exits_2_with_one_line_and_writes_nothing(real_runs, na
     (["+experiment=bn_vs_none", "report.sequential.spending=linear"],
      ["report.sequential.spending must be one of pocock, obrien_fleming, not 'linear'"]),
     (["+experiment=bn_vs_none", "report.analysis=pairs"], ["report.analysis must be one of welch, paired, not 'pairs'"]),
+    (["+experiment=bn_vs_none", "+report.sequential.claims=[sigmoid_speed]"],
+     ["report.sequential.claims names ['sigmoid_speed'], which are no claim ids of this report"]),
     (["+experiment=bn_vs_none", "hparams_search=optuna", "hydra.sweeper.n_trials=1"],
      ["report.sequential is set, but only the grid sweeper adds seeds"]),
 ])

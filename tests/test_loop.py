@@ -414,3 +414,29 @@ def test_an_epoch_of_one_sample_reports_that_samples_loss():
     [report] = fit(state, Splits(splits.train_x + 2, splits.train_y, splits.val_x, splits.val_y, splits.test_x,
                                  splits.test_y, name="one", val_split="test"), spec, KnownLosses())
     assert (report.metrics[0]["train_loss"], report.metrics[0]["train_acc"]) == (2.0, 1.0)  # index 2: even, a hit
+
+
+@pytest.mark.parametrize("indexed", [False, True], ids=["gathered", "by_index"])
+def test_max_steps_ends_training_mid_epoch_with_that_epochs_means_over_the_steps_taken(indexed):
+    """40 samples in batches of 16 are 3 steps an epoch: max_steps=4 is one whole epoch and the first batch of
+    the second, which ends there (evaluated as epoch 2) although epochs=5; `steps` counts the updates made."""
+    splits = indexed_splits(40)
+    state = fresh_state(splits, model={**MODEL, "hidden": [4]})
+    spec = TrainSpec(epochs=5, batch_size=16, seeds=(0,), loss="ce", shuffle=False, log_every=1, max_steps=4)
+    assert spec.planned_epochs(40, has_batch_norm=False) == 2
+    step = ByIndex() if indexed else KnownLosses()
+    reports = list(fit(state, splits, spec, step))
+    assert [r.epoch for r in reports] == [1, 2] and state.global_step == 4
+    assert [r.metrics[0]["steps"] for r in reports] == [3.0, 4.0]
+    assert [s for r in reports for s, _ in r.step_losses] == [1, 2, 3, 4]
+    if indexed:
+        assert step.calls[-2:] == [("start", (1, 40)), ("step", 0, 16)]
+    else:  # epoch 2 trained on samples 0..15 only: its mean loss is theirs, its accuracy their even share
+        assert (reports[1].metrics[0]["train_loss"], reports[1].metrics[0]["train_acc"]) == (7.5, 0.5)
+        assert [t.tolist() for t in step.seen[3:]] == [[list(range(16))]]
+
+
+@pytest.mark.parametrize("max_steps, epochs", [(None, 3), (6, 2), (7, 3), (100, 3), (1, 1)])
+def test_the_epochs_a_run_plans_are_its_epochs_or_as_many_as_its_max_steps_need(max_steps, epochs):
+    spec = TrainSpec(epochs=3, batch_size=16, seeds=(0,), loss="ce", max_steps=max_steps)
+    assert spec.planned_epochs(40, has_batch_norm=False) == epochs

@@ -229,6 +229,39 @@ def test_faster_is_withheld_when_a_was_censored():
     assert part.effect.low > 0  # without the censoring this would have been "supported"
 
 
+def with_steps(history: dict[str, dict[int, float]], per_epoch: float, last: float | None = None) -> dict:
+    """The history plus the optimizer steps made by each epoch's end; ``last``: a last epoch cut short there."""
+    epochs_logged = sorted(history["val_acc"])
+    steps = {e: per_epoch * e for e in epochs_logged if e >= 1}
+    if last is not None:
+        steps[max(steps)] = last
+    return {**history, "steps": steps}
+
+
+def test_time_in_steps_is_the_steps_made_by_the_epoch_that_reached_it_or_one_epochs_worth_past_the_end():
+    cond = arm(NONE, [with_steps(epochs(1, 3, 2), 10), with_steps(epochs(1, 3, None), 10),
+                      with_steps(epochs(1, 2, None), 32, last=40), epochs(1, 3, 1)])
+    # reached at epoch 2 = 20 steps; never in 30 → 30 + 10; never in a run cut short at 40 (its last epoch
+    # 8 steps long) → 48; a run that logged no steps is left out of a count in steps
+    assert censored(cond, 90, by="steps") == ([20.0, 40.0, 48.0], 2)
+    assert censored(cond, 90) == ([2.0, 4.0, 3.0, 1.0], 2)
+    only = run(NONE, 0, {"val_acc": {1: 50.0}, "steps": {1: 938.0}})
+    assert steps_at(only, 1) == 938.0 and steps_at(only, 2) == 1876.0  # a single epoch: its own length again
+
+
+def test_faster_by_steps_can_reverse_faster_by_epochs():
+    """Batch 4 reaches the threshold in fewer epochs but, at 15 000 steps an epoch, in more steps than batch 64."""
+    small = arm("batch_size=4", [with_steps(epochs(1, 10, 2), 15000)] * 5)
+    large = arm("batch_size=64", [with_steps(epochs(1, 10, r), 938) for r in (8, 8, 9, 9, 8)])
+    a, b = {"batch_size": "4"}, {"batch_size": "64"}
+    by_epochs = evaluate_part(Comparison("faster", a, b, threshold=90), [small, large])
+    by_steps = evaluate_part(Comparison("faster", a, b, threshold=90, by="steps"), [small, large])
+    assert by_epochs.verdict == SUPPORTED and by_epochs.effect.estimate == pytest.approx(8.4 - 2)
+    assert by_steps.verdict == CONTRADICTED
+    assert by_steps.effect.estimate == pytest.approx(938 * 8.4 - 30000)
+    assert by_steps.comparison.measured() == "steps to reach val_acc ≥ 90" and by_steps.comparison.unit() == " steps"
+
+
 # --- a claim -------------------------------------------------------------------------------------------------
 
 def test_a_claim_keeps_its_spec_and_every_part():
