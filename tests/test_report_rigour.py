@@ -316,6 +316,26 @@ def test_a_sequential_report_states_its_looks(store, tmp_path):
     assert SUPPORTED in row(readme, "c")
 
 
+def test_only_the_claims_named_in_sequential_claims_add_seeds(store, tmp_path):
+    """Two undecided claims; `claims: [grows]` lets only the first ask for seeds: the next look holds its
+    conditions alone, and the report says which claims may grow."""
+    from bn_study.report.collect import collect, group
+    from bn_study.report.sequential import next_look
+
+    close = shared(90.0, own=(0.4, -0.5, 0.3, -0.2, 0.1))  # a tiny, noisy gain: undecided at 5 seeds
+    parent = store.sweep("seqc", {"norm=a": shared(90.2), "norm=b": close, "norm=c": shared(90.2), "norm=d": close})
+    section = {"sequential": {"add": 5, "max_seeds": 10, "claims": ["grows"]},
+               "claims": [claim("grows", "a", "b"), claim("stays", "c", "d")]}
+    both = parse_spec("seqc", {**section, "sequential": {"add": 5, "max_seeds": 10}})
+    only = parse_spec("seqc", section)
+    conditions = group(collect(store.client, "seqc", parent), only)
+    assert sorted(c.key for c in next_look(both, conditions)[0]) == ["norm=a", "norm=b", "norm=c", "norm=d"]
+    grow, seeds = next_look(only, conditions)
+    assert (sorted(c.key for c in grow), seeds) == (["norm=a", "norm=b"], list(range(10)))
+    readme = store.report(tmp_path, "seqc", section)
+    assert "Only claim 1 may add seeds (`report.sequential.claims`); the others are judged at the planned seeds." in readme
+
+
 def test_no_interval_removes_more_than_all_of_bs_errors():
     from bn_study.report.claims import evaluate_part
     from bn_study.report.spec import Comparison

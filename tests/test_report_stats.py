@@ -304,6 +304,19 @@ def test_bad_claims_are_user_errors():
         parse_spec("x", {"published": {"rounding": -1}})
     assert parse_spec("x", {"published": {"rounding": 0}}).published_rounding == 0.0
 
+    faster = {"text": "t", "test": "faster", "a": {"a": 1}, "b": {"a": 2}, "threshold": 90}
+    assert parse_spec("x", {"claims": [{**faster, "by": "steps"}]}).claims[0].parts[0].by == "steps"
+    with pytest.raises(UserError, match=r"claims\[0\].by must be one of epochs, steps, not 'minutes'"):
+        parse_spec("x", {"claims": [{**faster, "by": "minutes"}]})
+    with pytest.raises(UserError, match=r"claims\[0\].by is read only by a 'faster' test"):
+        parse_spec("x", {"claims": [{**faster, "test": "better", "by": "steps"}]})
+    with pytest.raises(UserError, match=r"threshold.by must be one of epochs, steps, not 'hours'"):
+        parse_spec("x", {"threshold": {"by": ["epochs", "hours"]}})
+    assert parse_spec("x", {"threshold": {"by": "steps"}}).threshold_by == ("steps",)
+    with pytest.raises(UserError, match=r"figures\[0\].x is read only by a 'curves' figure"):
+        parse_spec("x", {"figures": [{"name": "f", "kind": "published", "x": "steps"}]})
+    assert parse_spec("x", {"figures": [{"name": "f", "x": "steps"}]}).figures[0].x == "steps"
+
 
 @pytest.mark.parametrize("name", [n for n in known_experiments() if load_spec(n).claims])
 def test_every_configured_claim_names_conditions_of_its_sweep(name):

@@ -17,7 +17,7 @@ from bn_study.report.render import FigureEntry, experiment_readme, index_readme
 from bn_study.report.side_by_side import Side, side_by_side, side_name
 from bn_study.report.load import ExperimentDirs, experiment_dirs, known_experiments, load_spec
 from bn_study.report.sensitivity import arm_summaries
-from bn_study.report.spec import FigureSpec, ReportSpec
+from bn_study.report.spec import STEPS, FigureSpec, ReportSpec
 
 ARTIFACT_DIR = "report"  # under the sweep's parent run
 # a tuned study's arms differ in what the tuning chose: show it next to the result
@@ -36,8 +36,9 @@ def _figure_caption(f: FigureSpec, conditions: Sequence[Condition], spec: Report
         colour = (f" Colour marks `{spec.color_by}`, as in every figure here." if spec.color_by
                   else " One colour per condition, as in every figure here.")
         rows = f" One row per `{f.rows}`." if f.rows else ""
-        return (f"{', '.join(f.metrics)} against epochs for every condition: the mean over seeds (line) and its 95 % "
-                f"t-interval (band).{rows}{colour}{style}")
+        against = ("optimizer steps (log scale), a point at each epoch's end" if f.x == STEPS else "epochs")
+        return (f"{', '.join(f.metrics)} against {against} for every condition: the mean over seeds (line) and its "
+                f"95 % t-interval (band).{rows}{colour}{style}")
     if f.kind == "sensitivity":
         sens = spec.sensitivity
         assert sens is not None

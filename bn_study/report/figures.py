@@ -21,7 +21,8 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from bn_study.report.collect import Condition, RunRecord, select  # noqa: E402
-from bn_study.report.spec import FigureSpec  # noqa: E402
+from bn_study.report.epochs import STEPS_METRIC  # noqa: E402
+from bn_study.report.spec import STEPS, FigureSpec  # noqa: E402
 from bn_study.report.stats import summarize  # noqa: E402
 
 LINE_STYLES = ("-", "--", ":", "-.")
@@ -71,10 +72,11 @@ def legend_label(cond: Condition) -> str:
 
 
 def _band(ax, cond: Condition, metric: str, colour, style: str, first_step: int, scale: float = 1.0,
-          bounds: tuple[float, float] | None = None) -> bool:
+          bounds: tuple[float, float] | None = None, x: Mapping[int, float] | None = None) -> bool:
     """Mean line and 95 % band of ``metric`` (× ``scale``) over the condition's finished runs; False if
-    nothing to draw."""
-    steps = sorted({s for r in cond.finished for s in (r.history.get(metric) or {}) if s >= first_step})
+    nothing to draw. ``x``: where each step is drawn (epoch → optimizer steps); steps it lacks are left out."""
+    steps = sorted({s for r in cond.finished for s in (r.history.get(metric) or {}) if s >= first_step
+                    and (x is None or s in x)})
     xs, mean, lo, hi = [], [], [], []
     for s in steps:
         vals = [r.history[metric][s] * scale for r in cond.finished if s in (r.history.get(metric) or {})]
@@ -82,7 +84,7 @@ def _band(ax, cond: Condition, metric: str, colour, style: str, first_step: int,
         summary = summarize(vals)
         if summary is None:
             continue
-        xs.append(s)
+        xs.append(s if x is None else x[s])
         mean.append(summary.mean)
         half = summary.half or 0.0
         lo.append(summary.mean - half)
@@ -102,9 +104,20 @@ def _rows(conditions: Sequence[Condition], key: str | None) -> list[tuple[str | 
     return [(v, [c for c in conditions if c.choices.get(key, "") == v]) for v in _values_in_order(conditions, key)]
 
 
+def _steps_axis(cond: Condition) -> dict[int, float]:
+    """Epoch → optimizer steps made by its end, as the condition's runs logged it (the same for every seed of
+    one batch size and training set)."""
+    for r in cond.finished:
+        if r.history.get(STEPS_METRIC):
+            return dict(r.history[STEPS_METRIC])
+    return {}
+
+
 def curves(fig_spec: FigureSpec, conditions: Sequence[Condition], colours: Mapping[str, tuple],
            styles: Mapping[str, str], title: str, val_is_test: bool) -> Figure:
-    """Rows: values of ``rows`` (e.g. sigmoid, relu); columns: the metrics; x: epochs."""
+    """Rows: values of ``rows`` (e.g. sigmoid, relu); columns: the metrics; x: epochs, or optimizer steps on a
+    log axis (``x: steps``: batch sizes make very different numbers of steps per epoch)."""
+    by_steps = fig_spec.x == STEPS
     rows = _rows(conditions, fig_spec.rows)
     ncol = len(fig_spec.metrics)
     fig, axes = plt.subplots(len(rows), ncol, figsize=(4.6 * ncol + 2.2, 3.4 * len(rows) + 0.6),
@@ -113,12 +126,17 @@ def curves(fig_spec: FigureSpec, conditions: Sequence[Condition], colours: Mappi
         for metric, ax in zip(fig_spec.metrics, ax_row):
             for c in conds:
                 _band(ax, c, metric, colours[c.key], styles[c.key], first_step=1,
-                      bounds=(0.0, 100.0) if metric.endswith("_acc") else None)
+                      bounds=(0.0, 100.0) if metric.endswith("_acc") else None,
+                      x=_steps_axis(c) if by_steps else None)
             head = metric_title(metric, val_is_test)
             ax.set_title(f"{fig_spec.rows}={row_value}: {head}" if row_value is not None else head, fontsize=10)
-            ax.set_xlabel("epoch")
             ax.set_ylabel(head)
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            if by_steps:
+                ax.set_xscale("log")
+                ax.set_xlabel("optimizer steps (log scale; a point per epoch end)")
+            else:
+                ax.set_xlabel("epoch")
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
         handles, labels = ax_row[0].get_legend_handles_labels()
         if handles:

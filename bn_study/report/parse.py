@@ -199,11 +199,14 @@ def _figure(raw: Any, index: int, where: str) -> FigureSpec:
     def opt(name: str) -> str | None:
         return None if raw.get(name) is None else bare_key(str(raw[name]))
 
+    x = _choice(raw.get("x", EPOCHS), SPEED_UNITS, where, f"{key}.x")
+    if "x" in raw and kind != "curves":
+        raise spec_error(where, f"{key}.x", "is read only by a 'curves' figure (its x axis: epochs or steps)")
     return FigureSpec(
         name=str(raw["name"]), kind=kind, title=raw.get("title"),
         metrics=tuple(str(m) for m in raw.get("metrics") or DEFAULT_CURVES),
         rows=opt("rows"), select=select,
-        stats=tuple(str(s) for s in raw.get("stats") or ("inactive", "std")), caption=raw.get("caption"),
+        stats=tuple(str(s) for s in raw.get("stats") or ("inactive", "std")), caption=raw.get("caption"), x=x,
     )
 
 

@@ -25,6 +25,7 @@ except a claim's ``text`` and its comparison; see ``conf/experiment/bn_vs_none.y
       sensitivity: {param: optimizer.lr, metric: val_acc, epochs: [1, last], good: 97}  # a parameter swept per arm
       figures:
         - {name: curves, kind: curves, metrics: [train_loss, val_acc], rows: act}
+        - {name: per_step, kind: curves, metrics: [val_acc], x: steps}   # against optimizer steps, log axis
         - {name: saturation, kind: activations, select: [{act: sigmoid, norm: none}, ...], stats: [inactive, std]}
         - {name: published, kind: published}
         - {name: lr, kind: sensitivity}  # metric against report.sensitivity.param, one line per arm
@@ -225,6 +226,7 @@ class FigureSpec:
     select: tuple[Selector, ...] = ()
     stats: tuple[str, ...] = ("inactive", "std")
     caption: str | None = None
+    x: str = "epochs"  # curves: against epochs, or optimizer steps (log axis; the runs' `steps` metric)
 
 
 @dataclass(frozen=True)
