@@ -77,11 +77,11 @@ class JobTraining:
                 for r, stats in zip(self.runs, probe.measure(members, members.count)):
                     r.log_metrics(stats, step=0)  # step 0 = before training
 
-        steps_per_epoch = math.ceil(self.splits.train_x.shape[0] / self.spec.batch_size)
-        epochs = self.spec.planned_epochs(self.splits.train_x.shape[0], members.has_batch_norm)
+        n, has_bn = self.splits.train_x.shape[0], members.has_batch_norm
+        epochs = self.spec.planned_epochs(n, has_bn)
         bars = bars_wanted(cfg.progress, self.job.launcher)
         label = " ".join(self.job.overrides) or "run"
-        with TrainingProgress(bars, epochs, steps_per_epoch, label) as progress:
+        with TrainingProgress(bars, epochs, lambda e: self.spec.steps_in_epoch(e, n, has_bn), label) as progress:
             for report in fit(self.state, self.splits, self.spec, self.step, progress=progress.for_epoch, probe=pre):
                 self.history.append(report)
                 stats = probe.measure(members, members.count) if probe else [{}] * members.count

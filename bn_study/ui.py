@@ -55,9 +55,10 @@ def bars_wanted(setting: object, launcher_target: str | None) -> bool:
 
 
 class TrainingProgress(AbstractContextManager["TrainingProgress"]):
-    def __init__(self, enabled: bool, epochs: int, steps_per_epoch: int, description: str) -> None:
+    def __init__(self, enabled: bool, epochs: int, steps_of: Callable[[int], int], description: str) -> None:
+        """``steps_of(epoch)``: the optimizer steps epoch ``epoch`` (0-based) makes, the step bar's total."""
         self.enabled = enabled
-        self.steps_per_epoch = steps_per_epoch
+        self.steps_of = steps_of
         self._progress: Progress | None = None
         if enabled:
             self._progress = Progress(
@@ -71,7 +72,7 @@ class TrainingProgress(AbstractContextManager["TrainingProgress"]):
                 transient=True,
             )
             self._epochs = self._progress.add_task(description, total=epochs, loss="")
-            self._steps = self._progress.add_task("  steps", total=steps_per_epoch, loss="")
+            self._steps = self._progress.add_task("  steps", total=steps_of(0), loss="")
 
     def __enter__(self) -> TrainingProgress:
         if self._progress is not None:
@@ -88,15 +89,17 @@ class TrainingProgress(AbstractContextManager["TrainingProgress"]):
         if self._progress is None:
             return None
         progress, steps = self._progress, self._steps
-        progress.reset(steps, total=self.steps_per_epoch, loss="")
+        progress.reset(steps, total=self.steps_of(epoch), loss="")
 
-        def advance(n: int, losses: list[float] | None) -> None:
+        def advance(done: int, losses: list[float] | None) -> None:
             shown = "" if not losses else "loss " + " ".join(f"{v:.4f}" for v in losses[:4])
-            progress.update(steps, advance=n, loss=shown)
+            progress.update(steps, completed=done, loss=shown)
 
         return advance
 
     def epoch_done(self, val_acc: list[float]) -> None:
         if self._progress is not None:
+            steps = self._progress.tasks[self._steps]
+            self._progress.update(self._steps, completed=steps.total)  # the steps after the last logged one
             self._progress.update(self._epochs, advance=1,
                                   loss="val_acc " + " ".join(f"{v:.4f}" for v in val_acc[:4]))

@@ -365,8 +365,9 @@ def test_fit_reports_means_over_the_samples_seen_the_time_taken_and_the_progress
     took = time.perf_counter() - tic
     assert [(r.metrics[0]["train_loss"], r.metrics[0]["train_acc"]) for r in reports] == [(19.5, 0.5)] * 2
     assert all(0 < r.seconds < took and r.metrics[0]["epoch_seconds"] == r.seconds for r in reports)
-    # global steps 2, 4 and 6 are on the cadence: batches 16..31, then 0..15 and 32..39 of the second epoch
-    assert calls == [("epoch", 0), (2, [23.5]), ("epoch", 1), (2, [7.5]), (2, [35.5])]
+    # global steps 2, 4 and 6 are on the cadence: batches 16..31 (step 2 of epoch 1), then 0..15 and 32..39 of the
+    # second epoch (its steps 1 and 3); progress hears the steps done so far in the epoch
+    assert calls == [("epoch", 0), (2, [23.5]), ("epoch", 1), (1, [7.5]), (3, [35.5])]
 
 
 def test_a_loss_that_turns_nan_at_the_epochs_end_or_in_validation_says_where():
@@ -440,3 +441,31 @@ def test_max_steps_ends_training_mid_epoch_with_that_epochs_means_over_the_steps
 def test_the_epochs_a_run_plans_are_its_epochs_or_as_many_as_its_max_steps_need(max_steps, epochs):
     spec = TrainSpec(epochs=3, batch_size=16, seeds=(0,), loss="ce", max_steps=max_steps)
     assert spec.planned_epochs(40, has_batch_norm=False) == epochs
+
+
+def test_the_step_bar_counts_the_steps_each_epoch_really_makes():
+    """40 samples in batches of 16 are 3 steps; max_steps=5 leaves the second epoch 2. The bar's total is each
+    epoch's real count, what it shows never passes it, and it ends full."""
+    from bn_study.ui import TrainingProgress
+
+    splits = indexed_splits(40)
+    state = fresh_state(splits, model={**MODEL, "hidden": [4]})
+    spec = TrainSpec(epochs=3, batch_size=16, seeds=(0,), loss="ce", shuffle=False, log_every=2, max_steps=5)
+    seen = []
+    with TrainingProgress(True, spec.planned_epochs(40, False), lambda e: spec.steps_in_epoch(e, 40, False), "t") as bars:
+        task = lambda: bars._progress.tasks[bars._steps]  # noqa: E731
+
+        def for_epoch(epoch):
+            advance = bars.for_epoch(epoch)
+
+            def shown(done, losses):
+                advance(done, losses)
+                seen.append((epoch, task().completed, task().total))
+            return shown
+
+        for report in fit(state, splits, spec, KnownLosses(), for_epoch):
+            bars.epoch_done([m["val_acc"] for m in report.metrics])
+            seen.append((report.epoch, "end", task().completed, task().total))
+        epochs_task = bars._progress.tasks[bars._epochs]
+        assert (epochs_task.completed, epochs_task.total) == (2, 2)
+    assert seen == [(0, 2, 3), (1, "end", 3, 3), (1, 1, 2), (2, "end", 2, 2)]

@@ -40,6 +40,11 @@ class TrainSpec:
     def done(self, global_step: int) -> bool:
         return self.max_steps is not None and global_step >= self.max_steps
 
+    def steps_in_epoch(self, epoch: int, n: int, has_batch_norm: bool) -> int:
+        """Optimizer steps epoch ``epoch`` (0-based) makes: a whole epoch's, or what ``max_steps`` leaves."""
+        whole = steps_per_epoch(n, self, has_batch_norm)
+        return whole if self.max_steps is None else max(0, min(whole, self.max_steps - epoch * whole))
+
     def planned_epochs(self, n: int, has_batch_norm: bool) -> int:
         """How many epochs the run trains (evaluated at each end; the last one may be cut short)."""
         if self.max_steps is None:
@@ -92,6 +97,7 @@ def targets(x: Tensor, y: Tensor, loss: str, num_classes: int) -> Targets:
     return Targets(x, y, onehot)
 
 
+# called on the logging cadence with the steps done so far in this epoch and the members' step losses
 ProgressFn = Callable[[int, "list[float] | None"], None]
 
 
@@ -191,7 +197,7 @@ def train_epoch(state: TrainState, data: Targets, spec: TrainSpec, step: StepFn,
             logged.append((state.global_step, values))
             _note_divergence(state, values, f"step {state.global_step} (epoch {state.epoch + 1})")
             if progress is not None:
-                progress(spec.log_every, values)
+                progress(s + 1, values)  # steps done in this epoch
             if all(state.failures):
                 break
         if spec.done(state.global_step):
@@ -215,7 +221,7 @@ def evaluate(members: Members, data: Targets, loss_fn: MemberLoss) -> tuple[Tens
         net.eval()
         k, n = members.count, data.x.shape[0]
         loss_sum = torch.zeros(k, device=data.x.device)
-        correct = torch.zeros(k, device=data.x.device)
+        correct = torch.zeros(k, dtype=torch.long, device=data.x.device)
         try:
             for lo in range(0, n, EVAL_CHUNK):
                 x = data.x[lo:lo + EVAL_CHUNK].unsqueeze(0).expand(k, -1, -1)
@@ -226,7 +232,7 @@ def evaluate(members: Members, data: Targets, loss_fn: MemberLoss) -> tuple[Tens
                 correct += (out.argmax(-1) == labels).sum(1)
         finally:
             net.train(was_training)
-        return loss_sum / n, correct / n
+        return loss_sum / n, correct.double() / n  # float64 from the count: 2376/10000 is 0.2376, not 0.23759999871
 
 
 def _sync(device: torch.device) -> None:
@@ -265,7 +271,7 @@ def fit(state: TrainState, splits: Splits, spec: TrainSpec, step: StepFn,
         state.epoch += 1
         val_loss, val_acc = evaluate(state.members, val, loss_fn)
         train_loss = (loss_sum / max(seen, 1)).tolist()
-        train_acc = (correct.float() / max(seen, 1)).tolist()
+        train_acc = (correct.double() / max(seen, 1)).tolist()
         val_loss_l, val_acc_l = val_loss.tolist(), val_acc.tolist()
         _note_divergence(state, train_loss, f"the end of epoch {state.epoch}")
         _note_divergence(state, val_loss_l, f"validation after epoch {state.epoch}")
