@@ -49,6 +49,7 @@ def run(cfg: DictConfig) -> JobOutcome:
         resumed = tracking.resume_into(state)  # a checkpoint of this very job: continue after its last epoch
         with tracking.member_runs(state) as runs:  # every run ends FINISHED, FAILED or KILLED, never RUNNING
             history = JobTraining(plan, tracking, splits, state, step, runs, resumed).run()  # the loop
+        log.info("%s", tracking.closing_line(runs, history, state.failures))
         return tracking.outcome(history, state.failures, resumed)  # the objective, back to the sweeper
 
 

@@ -103,3 +103,20 @@ class TrainingProgress(AbstractContextManager["TrainingProgress"]):
             self._progress.update(self._steps, completed=steps.total)  # the steps after the last logged one
             self._progress.update(self._epochs, advance=1,
                                   loss="val_acc " + " ".join(f"{v:.4f}" for v in val_acc[:4]))
+
+
+def closing_line(run_ids: list[str], failures: list[str | None], last: list[dict[str, float]] | None, uri: str,
+                 experiment_id: str, epochs: int) -> str:
+    """The job's last line: which runs, how they ended, the final numbers, where they are, how to look."""
+    ended = [("FAILED: " + f) if f else "FINISHED" for f in failures]
+    runs = "run" if len(run_ids) == 1 else f"{len(run_ids)} runs"
+    states = ended[0] if len(set(ended)) == 1 else ", ".join(f"{i} {e}" for i, e in zip(run_ids, ended))
+    numbers = ""
+    if last:
+        shown = [(k, [m[k] for m in last if k in m]) for k in ("val_acc", "val_loss")]
+        numbers = " · after epoch {}: ".format(epochs) + ", ".join(
+            f"{k} {' '.join(f'{v:.4f}' for v in vs)}" for k, vs in shown if vs)
+    page = (f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs/{run_ids[0]}" if len(run_ids) == 1
+            else f"http://127.0.0.1:5000/#/experiments/{experiment_id}")
+    return (f"{runs} {' '.join(run_ids)}: {states}{numbers} · store {uri} · to look: "
+            f"mlflow ui --backend-store-uri {uri}, then {page}")

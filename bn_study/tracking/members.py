@@ -265,6 +265,14 @@ class MemberTracking:
         return JobOutcome(_mean_or_worst(self._stored_objective(self.done.values()), direction), "skipped",
                           f"runs {ids}")
 
+    def closing_line(self, runs: Sequence[MemberRun], history: Sequence[EpochReport],
+                     failures: Sequence[str | None]) -> str:
+        from bn_study.ui import closing_line
+
+        last = history[-1] if history else None
+        return closing_line([r.run_id for r in runs], list(failures), last.metrics if last else None,
+                            mask_userinfo(self.ctx.uri), self.ctx.experiment_id, last.epoch if last else 0)
+
     def outcome(self, history: Sequence[EpochReport], failures: Sequence[str | None],
                 resumed: Resumed | None) -> JobOutcome:
         metric, direction = self.plan.cfg.objective.metric, self.plan.cfg.objective.direction
