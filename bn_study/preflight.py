@@ -16,7 +16,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from bn_study.config.rules import check_tracking_uri, validate_config, validate_launcher
+from bn_study.config.launcher import validate_launcher
+from bn_study.config.rules import check_tracking_uri, validate_config
 from bn_study.data import ensure_raw
 from bn_study.errors import UserError, exit_for_user
 from bn_study.util.paths import resolve_path

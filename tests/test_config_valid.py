@@ -13,7 +13,8 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from bn_study.config.rules import validate_config, validate_launcher
+from bn_study.config.launcher import validate_launcher
+from bn_study.config.rules import validate_config
 from bn_study.config.sources import conf_dir
 from bn_study.sweep.plan import SearchPlan
 

@@ -7,7 +7,7 @@ hidden layers, the loss and the head, BN at batch 1), the paths and the tracking
 
 ``validate_config`` checks one job's config; the sweepers run it (through ``bn_study.preflight``) for every job
 of a grid, and for every choice and bound of an Optuna search space, before the first one trains.
-``validate_launcher`` checks the launcher's settings of a multirun. Where things are written (a directory, a
+``bn_study.config.launcher`` checks the launcher's settings of a multirun. Where things are written (a directory, a
 tracking URI, an Optuna storage) is checked in ``bn_study.config.places``, called and exported from here.
 """
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +37,7 @@ METRICS = ("val_acc", "val_loss", "train_acc", "train_loss")
 DIRECTIONS = ("minimize", "maximize")
 HEAD_FOR_LOSS = {"ce": ("softmax",), "mse": ("sigmoid", "leaky_relu"), "bce": ("sigmoid",)}
 SEED_MAX = 2**64 - 1  # torch.manual_seed's largest
-JOBLIB_BACKENDS = (None, "loky", "multiprocessing", "threading")
-__all__ = ["validate_config", "validate_launcher", "check_tracking_uri", "check_optuna_storage",
+__all__ = ["validate_config", "check_tracking_uri", "check_optuna_storage",
            "check_directory_writable", "resolve_device", "train_size", "val_size", "member_seeds"]
 
 
@@ -281,32 +279,3 @@ def _check_tracking(cfg: DictConfig, check_paths: bool, launch_dir: Path) -> Non
             what=f" (at least two heartbeats, 2 x tracking.heartbeat_seconds={beat:g}: one late beat is no death)")
     if tracking.uri is not None:
         check_tracking_uri(tracking.uri, launch_dir, check_paths=check_paths)
-
-
-# --- the launcher of a multirun --------------------------------------------------------------------
-
-def validate_launcher(launcher: Mapping[str, Any] | None) -> None:
-    """Raise ``UserError`` for a launcher setting that would fail only once the jobs are launched."""
-    if not launcher:
-        return
-    target = str(launcher.get("_target_", ""))
-    key = "hydra.launcher"
-    if "joblib" in target.lower():
-        n_jobs = launcher.get("n_jobs")
-        if n_jobs is not None and (not _is_whole(n_jobs) or n_jobs == 0):
-            raise UserError(f"{key}.n_jobs={n_jobs!r} is not allowed; it must be a whole number of parallel jobs >= 1, "
-                            "or negative to count back from the CPU count (-1 = all cores).")
-        _one_of(f"{key}.backend", launcher.get("backend"), JOBLIB_BACKENDS)
-        _one_of(f"{key}.prefer", launcher.get("prefer", "processes"), ("processes", "threads"))
-        _one_of(f"{key}.require", launcher.get("require"), (None, "sharedmem"))
-        if launcher.get("timeout") is not None:
-            _number(f"{key}.timeout", launcher.get("timeout"), low=0, low_open=True, what=" seconds, or null")
-    if "submitit" in target.lower():
-        for name in ("timeout_min", "nodes", "tasks_per_node"):
-            if name in launcher:
-                _whole(f"{key}.{name}", launcher.get(name), 1)
-        for name, low in (("cpus_per_task", 1), ("gpus_per_node", 0), ("mem_gb", 1)):
-            if launcher.get(name) is not None:
-                _whole(f"{key}.{name}", launcher.get(name), low, what=", or null")
-        if "array_parallelism" in launcher:
-            _whole(f"{key}.array_parallelism", launcher.get("array_parallelism"), 1)
