@@ -119,7 +119,7 @@ CASES: dict[str, dict[str, tuple[list[str], list[str]]]] = {
                                         ["max_steps=5", "epochs >= 3", "batch_size=256", "epochs=1 gives 2",
                                          "max_steps <= 2"]),
         "equal steps beyond its epochs": (["+design=equal_steps", "data.limit_train=null", "batch_size=2048"],
-                                          ["max_steps=938", "epochs >= 32", "epochs=16 gives 480"]),
+                                          ["max_steps=938", "epochs >= 32", "batch_size=2048", "max_steps <= 30"]),
         "BN on a probe batch of 1": (["probe.samples=1", "norm=bn1", "norm.position=before"],
                                      ["probe.samples=1", "from 2 to 10000", "BatchNorm", "probe.every_steps=null"]),
         "a leaky head without a slope": (["model=book", "loss=mse", "model.head=leaky_relu"],
