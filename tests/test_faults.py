@@ -189,7 +189,7 @@ def test_metrics_a_dead_server_never_took_are_saved_to_unsent_metrics_json(tmp_p
 
     # what the server had taken when it died: its own database
     dead = MlflowClient(f"sqlite:///{store / 'server.db'}")
-    per_epoch = ("train_loss", "train_acc", "val_loss", "val_acc", "epoch_seconds")
+    per_epoch = ("train_loss", "train_acc", "val_loss", "val_acc", "epoch_seconds", "steps")
     expected = {(k, e) for k in per_epoch for e in range(1, epochs + 1)} | {("test_loss", epochs), ("test_acc", epochs)}
     expected |= {("step_loss", s) for s in range(log_every, epochs * steps_per_epoch + 1, log_every)}
     sent = Counter((m.key, m.step) for key in {k for k, _ in expected}
