@@ -347,3 +347,9 @@ def test_published_band_is_the_value_plus_minus_half_the_rounding(p, rounding, m
     cond = published(90.0, p, noise=0.0)  # five identical runs: zero-width intervals, exact arithmetic
     assert compare_published(cond, "test_acc", rounding) == PublishedResult(
         cond, p, exact([90.0] * 5), 0.0, 90.0 - p, match, verdict)
+
+
+def test_steps_are_shown_as_whole_numbers():
+    from bn_study.report.cells import number
+
+    assert (number("steps", 21933.2), number("epochs", 2.0), number("val_acc", 97.604)) == ("21933", "2.0", "97.60")

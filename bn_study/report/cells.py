@@ -20,6 +20,8 @@ def number(metric: str, x: float) -> str:
         return f"{x:.1f}"
     if metric == "decades":
         return f"{x:.2f}"
+    if metric == "steps":  # optimizer steps: whole numbers, thousands apart
+        return f"{x:.0f}"
     return f"{x:.4f}"
 
 
