@@ -128,7 +128,7 @@ def test_unsent_metrics_go_to_tmpdir_when_the_launch_dir_is_full(tmpfs, tmp_path
     assert saved["run_id"] == run_id and len(saved["metrics"]) == count
     unsent = Counter((m["key"], m["step"]) for m in saved["metrics"])
     dead = MlflowClient(f"sqlite:///{roomy / 'server.db'}")
-    per_epoch = ("train_loss", "train_acc", "val_loss", "val_acc", "epoch_seconds")
+    per_epoch = ("train_loss", "train_acc", "val_loss", "val_acc", "epoch_seconds", "steps")
     expected = {(k, e) for k in per_epoch for e in range(1, epochs + 1)} | {("test_loss", epochs), ("test_acc", epochs)}
     expected |= {("step_loss", s) for s in range(log_every, epochs * train // 32 + 1, log_every)}
     sent = Counter((m.key, m.step) for key in {k for k, _ in expected} for m in dead.get_metric_history(run_id, key))

@@ -323,8 +323,9 @@ def test_tpe_models_each_param_alone_by_default() -> None:
 
     from hydra_plugins.bn_study_sweepers.config import TPESamplerConf
 
-    assert instantiate(OmegaConf.structured(TPESamplerConf))._multivariate is False  # the plugin's default
-    assert instantiate(OmegaConf.structured(TPESamplerConf(multivariate=None)))._multivariate is None
+    # a sampler config makes a factory: each study (one per arm) builds its own sampler
+    assert instantiate(OmegaConf.structured(TPESamplerConf))()._multivariate is False  # the plugin's default
+    assert instantiate(OmegaConf.structured(TPESamplerConf(multivariate=None)))()._multivariate is None
 
 
 def test_cmaes_takes_a_starting_point_from_yaml() -> None:
@@ -334,7 +335,7 @@ def test_cmaes_takes_a_starting_point_from_yaml() -> None:
     from hydra_plugins.bn_study_sweepers.config import CmaEsSamplerConf
 
     conf = OmegaConf.merge(OmegaConf.structured(CmaEsSamplerConf), OmegaConf.create({"x0": {"x": 0.5}, "sigma0": 0.2}))
-    sampler = instantiate(conf)
+    sampler = instantiate(conf)()
     assert (sampler._x0, sampler._sigma0) == ({"x": 0.5}, 0.2)
 
 

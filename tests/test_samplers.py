@@ -119,3 +119,18 @@ def test_a_pruner_stops_exactly_the_trials_its_rule_stops(hydra_sweep_runner: An
         if t.number not in expected:
             assert t.state == TrialState.COMPLETE and sorted(t.intermediate_values) == [1, 2, 3, 4, 5]
             assert t.value == t.params["x"] ** 2
+
+
+@pytest.mark.parametrize("name", ["random", "nsgaii"])
+def test_each_arm_draws_from_its_own_sampler(hydra_sweep_runner: Any, tmp_path: Path, name: str) -> None:
+    # one study per arm, each with a sampler built from the same settings: the same seed gives each arm the
+    # same draws (a sampler shared by the arms would give the second arm the first one's continuation)
+    storage = str(tmp_path / "arms.journal")
+    sweep(hydra_sweep_runner, tmp_path, f"hydra/sweeper/sampler={name}", f"hydra.sweeper.sampler.seed={SEED}",
+          "x=interval(-5, 5)", "y=interval(-5, 5)", "z=1,2", "+hydra.sweeper.arms={z:'1,2'}", "hydra.sweeper.n_trials=4",
+          "hydra/sweeper/pruner=nop", f"hydra.sweeper.storage={storage}")
+    first, second = ([t.params for t in trials_of(storage, f"sphere z={z}")] for z in (1, 2))
+    assert len(first) == 4 and first == second
+    make = {"random": optuna.samplers.RandomSampler, "nsgaii": optuna.samplers.NSGAIISampler}[name]
+    axis = optuna.distributions.FloatDistribution(-5.0, 5.0)
+    assert first == replay(make(seed=SEED), {"x": axis, "y": axis}, 4)

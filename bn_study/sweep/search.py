@@ -98,9 +98,11 @@ class SweepRun:
 
     def _sampler(self) -> Any:
         sampler = self.sweeper.sampler
-        if _is_grid(sampler):
-            return sampler(search_space=self._grid())
-        return copy.deepcopy(sampler)  # each study draws from its own copy (same seed, same sequence)
+        if not isinstance(sampler, functools.partial):
+            return copy.deepcopy(sampler)  # a sampler a user's own config built: each study draws from a copy
+        # each study builds its own (same seed, same sequence); a nested sampler is copied, not shared
+        made = functools.partial(sampler.func, *sampler.args, **copy.deepcopy(sampler.keywords))
+        return made(search_space=self._grid()) if _is_grid(sampler) else made()
 
     def _grid(self) -> dict[str, list[Any]]:
         return {name: optuna_space.grid_values(name, d, self.sweeper.grid_includes_stop)

@@ -27,6 +27,8 @@ ConfigStore.instance().store(group="hydra/sweeper", name="grid", node=GridSweepe
 @dataclass
 class SamplerConf:
     _target_: str = MISSING
+    # a factory: each study (one per arm) builds its own sampler from these settings, same seed, same draws
+    _partial_: bool = True
     seed: Optional[int] = None
 
 
@@ -113,13 +115,13 @@ class GPSamplerConf(SamplerConf):
 class MOTPESamplerConf(SamplerConf):
     # Optuna 4.0 removed MOTPESampler; choosing it says so, in the plugin's words, and names the way out
     _target_: str = "bn_study.sweep.samplers.motpe_removed"
+    _partial_: bool = False  # called when the config is read: the sweep stops before any trial
 
 
 @dataclass
 class GridSamplerConf(SamplerConf):
     # The sweeper builds the grid from the search space (discrete distributions only) and calls this.
     _target_: str = "optuna.samplers.GridSampler"
-    _partial_: bool = True
 
 
 @dataclass
@@ -217,8 +219,9 @@ class OptunaSweeperConf:
     # Appended to every search trial's overrides, winning over the command line (data.val=holdout).
     trial_overrides: List[str] = field(default_factory=list)
     # A grid of fixed overrides, e.g. {act: "sigmoid,relu", norm: "none,bn1"}: one study per combination
-    # (arm), each tuned alike. A value on the command line (act=relu) narrows that arm.
-    arms: Optional[Dict[str, str]] = None
+    # (arm), each tuned alike. A value on the command line (act=relu) narrows that arm. Empty, not null, so
+    # that hydra.sweeper.arms={act:'sigmoid,relu'} works on the command line (OmegaConf cannot merge into null).
+    arms: Dict[str, str] = field(default_factory=dict)
     # After the search: rerun each study's best params once with these overrides (null: no rerun).
     final: Optional[FinalStageConf] = None
 
