@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bn_study.config.rules import member_seeds, validate_config
 from bn_study.train.device import resolve_device
+from bn_study.tracking.condition import DEFAULTS, condition_of_job
 from bn_study.tracking.resume import config_hash
 from bn_study.train.threads import set_threads
 from bn_study.util.paths import resolve_path
@@ -66,6 +67,7 @@ class JobPlan:
     seeds: tuple[int, ...]
     configs: dict[int, DictConfig]  # per seed: the config of a separate run of that member
     hashes: dict[int, str]  # per seed: that config's content hash (how reruns recognise a member)
+    condition: str = DEFAULTS  # the settings that differ from the defaults (bn_study.tracking.condition)
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> JobPlan:
@@ -75,5 +77,6 @@ class JobPlan:
         set_threads(cfg.threads, cfg.batch_size, context.parallel_jobs)
         seeds = member_seeds(cfg)
         configs = {seed: member_config(cfg, seed) for seed in seeds}
+        condition = condition_of_job(cfg, HydraConfig.get()) if HydraConfig.initialized() else DEFAULTS
         return cls(cfg, context, resolve_device(cfg.device), seeds, configs,
-                   {seed: config_hash(one) for seed, one in configs.items()})
+                   {seed: config_hash(one) for seed, one in configs.items()}, condition)

@@ -8,7 +8,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from omegaconf import DictConfig
@@ -19,6 +19,7 @@ from bn_study.job import JobPlan
 from bn_study.sweep.outcome import objective_value
 from bn_study.tracking import figures
 from bn_study.tracking.members import MemberTracking
+from bn_study.tracking.naming import fit_run_name, readable
 from bn_study.tracking.runs import MemberRun
 from bn_study.train.checkpoint import Resumed, capture
 from bn_study.train.loop import EpochReport, TrainSpec, TrainState, evaluate, fit, targets
@@ -28,6 +29,9 @@ from bn_study.train.model import hidden_activation_names
 from bn_study.train.probe import PERCENTILES, ActivationProbe, PreActivationProbe, pre_activation_name
 from bn_study.train.step import StepFn
 from bn_study.ui import TrainingProgress, bars_wanted
+
+if TYPE_CHECKING:  # optuna is loaded only by a job that reports to a trial
+    from bn_study.sweep.trial import TrialReporter
 
 log = logging.getLogger("bn_study")
 
@@ -80,7 +84,7 @@ class JobTraining:
         n, has_bn = self.splits.train_x.shape[0], members.has_batch_norm
         epochs = self.spec.planned_epochs(n, has_bn)
         bars = bars_wanted(cfg.progress, self.job.launcher)
-        label = " ".join(self.job.overrides) or "run"
+        label = progress_label(self.plan.condition, self.reporter)
         with TrainingProgress(bars, epochs, lambda e: self.spec.steps_in_epoch(e, n, has_bn), label) as progress:
             for report in fit(self.state, self.splits, self.spec, self.step, progress=progress.for_epoch, probe=pre):
                 self.history.append(report)
@@ -160,7 +164,7 @@ class JobTraining:
         for k, r in enumerate(self.runs):
             history = [rep.metrics[k] for rep in self.history if rep.failures[k] is None]
             if history:
-                _save(r, figures.learning_curves(history, r.name), "curves.png")
+                _save(r, figures.learning_curves(history, r.name, str(cfg.data.val)), "curves.png")
             if probe is not None and probe.first is not None and probe.last is not None:
                 _save(r, figures.activation_histograms(probe.first[k], probe.last[k], layer_names, cfg.act.name,
                                                        r.name), "activations.png")
@@ -198,3 +202,14 @@ def epoch_line(report: EpochReport, epochs: int) -> str:
 
     return (f"epoch {report.epoch}/{epochs}  train_loss {show('train_loss')}  val_loss {show('val_loss')}  "
             f"val_acc {show('val_acc')}  ({report.seconds:.2f} s)")
+
+
+# the bar's label: short enough that its count, loss and time left fit a 120-column terminal
+LABEL_WIDTH = 40
+
+
+def progress_label(condition: str, reporter: TrialReporter | None = None) -> str:
+    """``trial 7`` / ``final (trial 7)`` for an Optuna job, else the condition as people read it, cut."""
+    if reporter is not None:
+        return f"trial {reporter.number}" if reporter.stage == "tune" else f"final (trial {reporter.number})"
+    return fit_run_name(readable(condition), LABEL_WIDTH)

@@ -8,6 +8,7 @@ processes would overwrite each other); the per-epoch log line is written either 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -116,7 +117,31 @@ def closing_line(run_ids: list[str], failures: list[str | None], last: list[dict
         shown = [(k, [m[k] for m in last if k in m]) for k in ("val_acc", "val_loss")]
         numbers = " · after epoch {}: ".format(epochs) + ", ".join(
             f"{k} {' '.join(f'{v:.4f}' for v in vs)}" for k, vs in shown if vs)
+    # MLflow 3's UI opens in its GenAI view unless the address asks for the model-training one
     page = (f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs/{run_ids[0]}" if len(run_ids) == 1
-            else f"http://127.0.0.1:5000/#/experiments/{experiment_id}")
+            else f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs") + "?workflowType=machine_learning"
     return (f"{runs} {' '.join(run_ids)}: {states}{numbers} · store {uri} · to look: "
             f"mlflow ui --backend-store-uri {uri}, then {page}")
+
+
+class LaunchLineFilter(logging.Filter):
+    """A console filter (see conf/hydra/*_logging): Hydra's launch lines (``#3 : norm=bn1 …``) without the
+    sweeper's plumbing (``++hydra.job.env_set.…``, which Hydra's own filter misses for its ``++``) and with a
+    sampled number's 17 digits shown as ``≈`` 4 (the job's config and its MLflow params keep every digit)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.name.startswith("hydra") and _LAUNCH_LINE.match(message):
+            head, _, overrides = message.partition(" : ")
+            kept = [_rounded(o) for o in overrides.split(" ") if not o.lstrip("+~").startswith("hydra.")]
+            record.msg, record.args = f"{head} : {' '.join(kept)}", None
+        return True
+
+
+_LAUNCH_LINE = re.compile(r"^\s*#\d+ : ")
+_LONG_NUMBER = re.compile(r"^([^=]+)=(-?\d+\.\d{7,}(?:[eE][-+]?\d+)?|-?\d\.\d{7,}[eE][-+]?\d+)$")
+
+
+def _rounded(override: str) -> str:
+    found = _LONG_NUMBER.match(override)
+    return f"{found.group(1)}≈{float(found.group(2)):.4g}" if found else override

@@ -19,7 +19,8 @@ def test_a_single_run_ends_with_its_id_status_numbers_store_and_page(cli, tmp_pa
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     assert f"run {run.info.run_id}: FINISHED · after epoch 1: val_acc {acc:.4f}, val_loss " in line
     assert f"· store {uri} · to look: mlflow ui --backend-store-uri {uri}, then " \
-           f"http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}" in line
+           f"http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}" \
+           "?workflowType=machine_learning" in line  # the model-training view, not MLflow 3's GenAI one
 
 
 def test_batched_seeds_name_every_run_and_a_diverged_one_says_why(cli, tmp_path, runs_in):

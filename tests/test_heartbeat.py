@@ -103,6 +103,7 @@ def test_joblib_workers_die_with_their_sweep_and_the_rerun_trains_each_member_on
     client, runs = runs_in(tmp_path)
     assert [r.info.status for r in runs if r.info.status == "RUNNING"] == []
     members = [r for r in runs if "mlflow.parentRunId" in r.data.tags and r.info.status == "FINISHED"]
-    assert sorted(r.data.tags["condition"] for r in members) == ["norm=bn1", "norm=none"]
+    assert sorted(r.data.tags["condition"] for r in members) == ["act=relu data.limit_train=20000 epochs=3",
+                                                                 "act=relu norm=bn1 data.limit_train=20000 epochs=3"]
     for r in members:
         assert [m.step for m in client.get_metric_history(r.info.run_id, "val_acc")] == [1, 2, 3]

@@ -184,7 +184,8 @@ def _sweep(launch: Path, experiment: str) -> tuple[object, list[object]]:
 def test_a_grid_trains_into_the_launch_directory(target, launch):
     _ok(_run(target, launch, "-m", "norm=none,bn1", *QUICK))
     _, children = _sweep(launch, "bn_study")
-    assert sorted(r.data.tags.get("condition", r.info.run_name) for r in children) == ["norm=bn1", "norm=none"]
+    assert sorted(r.data.tags.get("condition", r.info.run_name) for r in children) == [
+        "data.limit_train=1000 epochs=1", "norm=bn1 data.limit_train=1000 epochs=1"]
 
 
 def test_a_users_config_dir_adds_an_experiment(target, launch, user_conf):

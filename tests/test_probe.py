@@ -1,4 +1,5 @@
-"""The activation probe: each hidden layer's mean, std and inactive fraction on activations known in advance,
+"""The activation probe: each hidden layer's mean, std and inactive fraction (relu: zero activations, and dead
+units — zero on every probe image) on activations known in advance,
 measured in eval mode (BatchNorm on its running statistics, left untouched), and the model handed back in
 the mode it came in — training goes on in train mode. The pre-activation probe: the percentiles of the
 inputs of the nonlinearities at fixed units, the right tensor with BN before or after the activation, each
@@ -23,7 +24,7 @@ BIASES = [-10.0, -0.5, 0.0, 0.5, 3.0, 10.0]
 ACTS = {
     "sigmoid": (lambda z: 1 / (1 + np.exp(-z)), "saturated", lambda a: (a < 0.01) | (a > 0.99)),
     "tanh": (np.tanh, "saturated", lambda a: np.abs(a) > 0.99),
-    "relu": (lambda z: np.maximum(z, 0), "dead", lambda a: a == 0),
+    "relu": (lambda z: np.maximum(z, 0), "zero_frac", lambda a: a == 0),
     "leaky_relu": (lambda z: np.where(z > 0, z, 0.02 * z), "negative", lambda a: a < 0),
 }
 
@@ -51,7 +52,8 @@ def test_first_layer_statistics_equal_the_known_activations(act):
     assert stats["act1_mean"] == pytest.approx(values.mean(), rel=1e-6)
     assert stats["act1_std"] == pytest.approx(values.std(ddof=1), rel=1e-5)
     assert stats[f"act1_{kind}"] == pytest.approx(inactive(values).mean())
-    assert set(stats) == {f"act{i}_{s}" for i in (1, 2) for s in ("mean", "std", kind)}
+    relu_only = ("dead_units",) if act == "relu" else ()  # the units zero on every image: relu's alone
+    assert set(stats) == {f"act{i}_{s}" for i in (1, 2) for s in ("mean", "std", kind, *relu_only)}
     # what each kind counts, spelled out for these biases
     expected_fraction = {"sigmoid": 2 / 6, "tanh": 3 / 6, "relu": 3 / 6, "leaky_relu": 2 / 6}[act]
     assert stats[f"act1_{kind}"] == pytest.approx(expected_fraction)
@@ -133,6 +135,41 @@ def test_the_inactive_rules_at_their_thresholds(act, values, fraction):
     [stats] = probe.measure(lambda x: net(x[0]).unsqueeze(0), 1)
     kind = ACTS[act][1]
     assert stats[f"act1_{kind}"] == pytest.approx(fraction)
+
+
+def test_zero_activations_and_dead_relu_units_are_two_numbers():
+    """``zero_frac`` counts (image, unit) activations that are 0; ``dead_units`` counts units that are 0 on every
+    probe image. Unit 0 is dead (bias −10), unit 1 is 0 for the images whose first input is ≤ 0 (about half:
+    relu's normal sparsity, not death), units 2 and 3 are never 0 (bias +10)."""
+    from collections import OrderedDict
+
+    fc = torch.nn.Linear(8, 4)
+    with torch.no_grad():
+        fc.weight.zero_()
+        fc.weight[1, 0] = 1.0
+        fc.bias.copy_(torch.tensor([-10.0, 0.0, 10.0, 10.0]))
+    net = torch.nn.Sequential(OrderedDict(fc1=fc, act1=torch.nn.ReLU()))
+    x = inputs(50)
+    [stats] = ActivationProbe(net, "relu", x).measure(lambda v: net(v[0]).unsqueeze(0), 1)
+    half = float((x[:, 0] <= 0).float().mean())
+    assert 0.3 < half < 0.7
+    assert stats["act1_zero_frac"] == pytest.approx((1 + half) / 4)
+    assert stats["act1_dead_units"] == 0.25  # one unit of four, whatever the images
+    assert "act1_dead" not in stats  # the old, dishonest name of zero_frac
+
+
+def test_a_sigmoid_layer_logs_no_dead_units():
+    net = net_with_known_first_layer("sigmoid")
+    [stats] = ActivationProbe(net, "sigmoid", inputs()).measure(Members([net]), 1)
+    assert not [k for k in stats if k.endswith(("_dead_units", "_zero_frac", "_dead"))]
+
+
+def test_dead_units_of_each_stacked_member_are_its_own():
+    nets = [net_with_known_first_layer("relu", 0), net_with_known_first_layer("relu", 1, biases=[-1.0] * 6)]
+    members = Members(nets)
+    stats = ActivationProbe(members.net, "relu", inputs()).measure(members, 2)
+    assert stats[0]["act1_dead_units"] == pytest.approx(3 / 6)  # biases −10, −0.5, 0: zero on every image
+    assert stats[1]["act1_dead_units"] == 1.0 and stats[1]["act1_zero_frac"] == 1.0
 
 
 # --- the pre-activation probe ------------------------------------------------------------------------------

@@ -190,7 +190,7 @@ def test_faster_than_a_run_that_never_arrives_is_supported_and_says_so():
     assert evaluate_part(comp, [FAST, NEVER]) == PartResult(
         comp, FAST, NEVER, exact([1.0] * 5), exact([4.0] * 5), Difference(3.0, 3.0, 3.0, math.inf, 0.0, "welch", 10),
         SUPPORTED, ("runs that never reached 90.5 count as one epoch past the end (A: 0, B: 5)",),
-        withheld=(CONTRADICTED,))
+        withheld=(CONTRADICTED,), censored=(0, 5))
 
 
 def test_slower_when_the_slow_arm_never_arrives_is_not_supported():
@@ -198,7 +198,7 @@ def test_slower_when_the_slow_arm_never_arrives_is_not_supported():
     assert evaluate_part(comp, [FAST, NEVER]) == PartResult(
         comp, NEVER, FAST, exact([4.0] * 5), exact([1.0] * 5), Difference(-3.0, -3.0, -3.0, math.inf, 0.0, "welch", 10),
         CONTRADICTED, ("runs that never reached 90 count as one epoch past the end (A: 5, B: 0)",),
-        withheld=(EXCEEDED, SUPPORTED))
+        withheld=(EXCEEDED, SUPPORTED), censored=(5, 0))
 
 
 def test_not_faster_is_withheld_when_b_was_censored():
@@ -209,7 +209,7 @@ def test_not_faster_is_withheld_when_b_was_censored():
         INCONCLUSIVE,
         ("runs that never reached 90 count as one epoch past the end (A: 5, B: 5)",
          "censored runs make this effect only a bound, so the verdict (contradicted) is withheld; "
-         "more epochs would settle it"), withheld=(CONTRADICTED, EXCEEDED, SUPPORTED))
+         "more epochs would settle it"), withheld=(CONTRADICTED, EXCEEDED, SUPPORTED), censored=(5, 5))
 
 
 def test_faster_is_withheld_when_a_was_censored():
@@ -223,7 +223,8 @@ def test_faster_is_withheld_when_a_was_censored():
     assert part == PartResult(comp, a, b, summarize(va), exact(vb), part.effect, INCONCLUSIVE,
                               ("runs that never reached 90 count as one epoch past the end (A: 1, B: 0)",
                                "censored runs make this effect only a bound, so the verdict (supported) is "
-                               "withheld; more epochs would settle it"), withheld=(EXCEEDED, SUPPORTED))
+                               "withheld; more epochs would settle it"), withheld=(EXCEEDED, SUPPORTED),
+                              censored=(1, 0))
     e = part.effect
     assert (e.estimate, e.low, e.high, e.df) == pytest.approx((7.0, 7 - h, 7 + h, 4))
     assert part.effect.low > 0  # without the censoring this would have been "supported"

@@ -20,7 +20,8 @@ def test_one_epoch_run(cli, tmp_path, runs_in):
     assert result.code == 0, result.err
     client, [run] = runs_in(tmp_path)
     assert run.info.status == "FINISHED"
-    assert run.info.run_name == "epochs=1 norm=bn1 data.limit_train=1000 log_every=4 seed=0"
+    # the condition (what differs from the defaults, canonical order, bookkeeping such as log_every left out)
+    assert run.info.run_name == "norm=bn1 data.limit_train=1000 epochs=1 seed=0"
     assert (tmp_path / "mlruns").is_dir()  # artifacts beside the database, where `mlflow ui` looks
 
     params = run.data.params
@@ -49,7 +50,7 @@ def test_one_epoch_run(cli, tmp_path, runs_in):
     assert 0 <= history["act1_saturated"][-1].value <= 1
     # validation was the test set: test_* is the last val_*, not a second look
     assert [(m.step, m.value) for m in history["test_acc"]] == [(1, history["val_acc"][0].value)]
-    assert tags["condition"] == "epochs=1 norm=bn1 data.limit_train=1000 log_every=4"
+    assert tags["condition"] == "norm=bn1 data.limit_train=1000 epochs=1"
 
     assert artifacts(client, run.info.run_id) == {"config.yaml", "curves.png", "activations.png", "preactivations.png"}
     config_text = Path(client.download_artifacts(run.info.run_id, "config.yaml", str(tmp_path / "dl"))).read_text()
@@ -65,7 +66,8 @@ def test_book_model_shows_record_19(cli, tmp_path, runs_in):
     assert {"record_19.png", "record_19_outputs.txt", "curves.png", "activations.png"} <= names
     outputs = Path(client.download_artifacts(run.info.run_id, "record_19_outputs.txt", str(tmp_path / "dl")))
     assert len(outputs.read_text().split()) == 10
-    assert "act1_dead" in run.data.metrics  # relu units are counted as dead, not saturated
+    # relu: the fraction of zero activations and of units zero on every probe image (dead), not "saturated"
+    assert {"act1_zero_frac", "act1_dead_units"} <= set(run.data.metrics) and "act1_saturated" not in run.data.metrics
     assert [m.step for m in client.get_metric_history(run.info.run_id, "step_loss")][:3] == [10, 20, 30]
 
 
@@ -80,11 +82,10 @@ def test_two_job_multirun_has_one_parent_and_two_children(cli, tmp_path, runs_in
     assert parent.info.status == "FINISHED"
     assert all(c.data.tags["mlflow.parentRunId"] == parent.info.run_id for c in children)
     assert all(c.info.status == "FINISHED" for c in children)
-    assert sorted(c.info.run_name for c in children) == [
-        "norm=bn1 epochs=2 data.limit_train=1000 log_every=4 seed=0",
-        "norm=none epochs=2 data.limit_train=1000 log_every=4 seed=0",
-    ]
-    assert sorted(c.data.tags["condition"] for c in children) == ["norm=bn1", "norm=none"]
+    # norm=none is the default: its condition is what the command line changed for both
+    assert sorted(c.data.tags["condition"] for c in children) == ["data.limit_train=1000 epochs=2",
+                                                                  "norm=bn1 data.limit_train=1000 epochs=2"]
+    assert sorted(c.info.run_name for c in children) == sorted(f"{c.data.tags['condition']} seed=0" for c in children)
     sweep_dir = Path(parent.data.tags["multirun_dir"])
     assert all(c.data.tags["multirun_dir"] == str(sweep_dir) for c in children)
     assert json.loads((tmp_path / sweep_dir / "mlflow_parent.json").read_text())["run_id"] == parent.info.run_id
@@ -143,13 +144,14 @@ def test_tracking_uri_can_point_elsewhere(cli, tmp_path, monkeypatch, uri_from, 
 
 def test_run_names_fit_every_mlflow_store_and_keep_the_seed():
     from bn_study.tracking.parent import sweep_description
-    from bn_study.tracking.naming import MAX_RUN_NAME, run_name
+    from bn_study.tracking.naming import MAX_RUN_NAME, SHORT_RUN_NAME, run_name
 
     long = [f"tracking.uri=http://127.0.0.1:5000/{'x' * 300}", "norm=bn1"]
-    name = run_name(long, 3)
-    assert len(name) == MAX_RUN_NAME and name.endswith("… seed=3")
-    assert run_name(["norm=bn1", "seed=7"], 0) == "norm=bn1 seed=0"
-    assert run_name([], 2) == "seed=2"
+    name = run_name(" ".join(f"model.hidden[{i}]=512" for i in range(30)), 3)
+    assert len(name) == SHORT_RUN_NAME + len(" seed=3") and name.endswith("… seed=3")
+    # numbers as people read them (the condition itself keeps 6 digits, the params every digit)
+    assert run_name("norm=bn1 optimizer.lr=0.359502", 0) == "norm=bn1 optimizer.lr=0.3595 seed=0"
+    assert run_name("defaults", 2) == "defaults seed=2"
     assert len(sweep_description(long)) == MAX_RUN_NAME
 
 

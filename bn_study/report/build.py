@@ -8,7 +8,9 @@ from pathlib import Path
 from mlflow import MlflowClient
 
 from bn_study.errors import UserError
+from bn_study.report import colours as shared_colours
 from bn_study.report import figures, sensitivity_figure
+from bn_study.report.names import metric_words
 from bn_study.tracking import figures as run_figures
 from bn_study.report.published import PublishedResult, compare_published
 from bn_study.report.sequential import judge
@@ -28,24 +30,30 @@ def _val_is_test(conditions: Sequence[Condition]) -> bool:
     return all(c.choices.get("data.val", "test") == "test" for c in conditions)
 
 
+def _named(metric: str, val_is_test: bool) -> str:
+    """``test accuracy (`val_acc`)``: the words and the MLflow key (names.py's rule)."""
+    words = metric_words(metric, val_is_test)
+    return f"`{metric}`" if words == metric else f"{words} (`{metric}`)"
+
+
 def _figure_caption(f: FigureSpec, conditions: Sequence[Condition], spec: ReportSpec) -> str:
     if f.caption:
         return str(f.caption).strip()
+    val_is_test = _val_is_test(conditions)
+    look = (shared_colours.colour_sentence(conditions, spec.color_by)
+            + shared_colours.style_sentence(conditions, spec.style_by))
     if f.kind == "curves":
-        style = f" Line style marks `{spec.style_by}` (solid: first value, dashed: second)." if spec.style_by else ""
-        colour = (f" Colour marks `{spec.color_by}`, as in every figure here." if spec.color_by
-                  else " One colour per condition, as in every figure here.")
         rows = f" One row per `{f.rows}`." if f.rows else ""
         against = ("optimizer steps (log scale), a point at each epoch's end" if f.x == STEPS else "epochs")
-        return (f"{', '.join(f.metrics)} against {against} for every condition: the mean over seeds (line) and its "
-                f"95 % t-interval (band).{rows}{colour}{style}")
+        return (f"{', '.join(_named(m, val_is_test) for m in f.metrics)} against {against} for every condition: the "
+                f"mean over seeds (line) and its 95 % t-interval (band, kept inside the metric's range).{rows}{look}")
     if f.kind == "sensitivity":
         sens = spec.sensitivity
         assert sens is not None
-        return (f"{sens.metric} against {sens.param} for each arm (every setting but {sens.param}), at "
-                f"{', '.join('the last epoch' if e is None else f'epoch {e}' for e in sens.epochs)}: the mean over seeds "
-                "(line) and its 95 % t-interval (band), finished runs only (the table below counts the failed ones); "
-                "a star marks each arm's best value. Colours and line styles as in every figure here.")
+        return (f"{_named(sens.metric, val_is_test)} against {sens.param} for each arm (every setting but "
+                f"{sens.param}), at {', '.join('the last epoch' if e is None else f'epoch {e}' for e in sens.epochs)}: "
+                "the mean over seeds (line) and its 95 % t-interval (band), finished runs only (the table below counts "
+                f"the failed ones); a star marks each arm's best value.{look}")
     if f.kind == "pre_activations":
         runs = [f"{c.label} (seed {r.seed})" for sel in f.select for c in select(conditions, sel)
                 if (r := figures.pre_activation_run(c)) is not None]
@@ -53,19 +61,44 @@ def _figure_caption(f: FigureSpec, conditions: Sequence[Condition], spec: Report
                 "for one probed unit per layer, the 15th, 50th and 85th percentiles over the fixed probe batch, "
                 f"every probe.every_steps steps from step 0 (before training), for {'; '.join(runs)}.")
     if f.kind == "activations":
-        names = "; ".join(c.label for sel in f.select for c in select(conditions, sel))
+        shown = list({c.key: c for sel in f.select for c in select(conditions, sel)}.values())
+        look = (shared_colours.colour_sentence(shown, spec.color_by)
+                + shared_colours.style_sentence(conditions, spec.style_by, shown))
+        names = "; ".join(c.label for c in shown)
         return (f"Hidden-layer outputs at test time, per layer and epoch (0 = before training): {', '.join(f.stats)} "
-                f"for {names}. `inactive` is the fraction of units that pass almost no gradient — saturated sigmoid "
-                "units (output < 0.01 or > 0.99), dead relu units (exactly 0), or leaky relu units on the negative "
-                "side.")
-    return (f"`{spec.published_metric}` per condition: each seed (small dots), the mean with its 95 % CI (large dot "
-            "and bar), and the published single run (black ×).")
+                f"for {names}. Shares are fractions from 0 to 1, as MLflow holds them.{_probe_words(f, conditions)}"
+                f"{look}")
+    return (f"{_named(spec.published_metric, _val_is_test(conditions))} per condition: each seed (small dots), the "
+            f"mean with its 95 % CI (large dot and bar), and the published single run (black ×).{look}")
+
+
+# what each probe statistic is, said only for those a figure shows (its MLflow name, layer N)
+PROBE_WORDS = {
+    "saturated": "`inactive` is the share of a layer's activations (image × unit) that are saturated: sigmoid "
+                 "outputs < 0.01 or > 0.99, |tanh| > 0.99 (`actN_saturated`).",
+    "zero_frac": "`inactive` is the share of a layer's relu activations (image × unit) that are exactly 0 "
+                 "(`actN_zero_frac`): about half before training, relu's normal sparsity — not dead units.",
+    "dead": "`inactive` is, for relu runs logged before the rename, their `actN_dead`: the share of activations "
+            "(image × unit) exactly 0, what `actN_zero_frac` is now — relu's normal sparsity, not dead units; those "
+            "runs logged no dead-unit share.",
+    "negative": "`inactive` is the share of a layer's leaky relu activations (image × unit) below 0, on the "
+                "leaky side (`actN_negative`).",
+    "dead_units": "`dead_units` is the share of a layer's relu units that are 0 on every probe image "
+                  "(`actN_dead_units`): units that pass no gradient for any of them.",
+}
+
+
+def _probe_words(f: FigureSpec, conditions: Sequence[Condition]) -> str:
+    keys, missing = figures.probe_keys(f, conditions)
+    kinds = [k.split("_", 1)[1] for k in keys]
+    text = "".join(f" {PROBE_WORDS[k]}" for k in PROBE_WORDS if k in kinds)
+    return text + (f" Not logged by these runs, so not drawn: {'; '.join(missing)}." if missing else "")
 
 
 def draw_figures(spec: ReportSpec, conditions: Sequence[Condition], out: Path) -> list[FigureEntry]:
     val_is_test = _val_is_test(conditions)
-    colours = figures.palette(conditions, spec.color_by)  # the same in every figure
-    styles = figures.line_styles(conditions, spec.style_by)
+    colours = shared_colours.palette(conditions, spec.color_by)  # the same in every figure of every report
+    styles = shared_colours.line_styles(conditions, spec.style_by)
     entries = []
     for f in spec.figures:
         title = f"{spec.experiment}: {f.title or spec.title}"
@@ -161,6 +194,7 @@ def report_experiment(client: MlflowClient, name: str, out_root: Path, *, parent
 
 
 def write_index(out_root: Path) -> Path:
+    """``out_root``/README.md: every report there, the colour of each factor's values and the naming rule."""
     out_root.mkdir(parents=True, exist_ok=True)
     path = out_root / "README.md"
     path.write_text(index_readme(out_root), encoding="utf-8")

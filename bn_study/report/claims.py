@@ -39,6 +39,9 @@ class PartResult:
     notes: tuple[str, ...] = ()
     # verdicts the censoring of epochs-to-threshold could flip: never given, at any level
     withheld: tuple[str, ...] = ()
+    # faster: how many runs of A and of B never reached the threshold (counted one epoch past their end), which
+    # makes the effect a bound, not an estimate (claims_table shows it as one)
+    censored: tuple[int, int] = (0, 0)
     # interaction: the same gain under ``versus`` (A and B there), and the two gains themselves
     a2: Condition | None = None
     b2: Condition | None = None
@@ -179,6 +182,7 @@ def evaluate_part(comp: Comparison, conditions: Sequence[Condition], *, failures
             withheld += (CONTRADICTED,) + ((SUPPORTED,) if not math.isinf(comp.region().high) else ())
         if ca:
             withheld += (SUPPORTED, EXCEEDED)
+        result = replace(result, censored=(ca, cb))
     if effect is None:
         at = "" if comp.epoch is None or comp.test == "faster" else f" at epoch {comp.epoch}"
         counts = ", ".join(f"{r}: {len(v[0])}" for r, v in zip(roles, values))

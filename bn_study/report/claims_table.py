@@ -5,20 +5,44 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bn_study.report.cells import cell, mean_ci, signed, verdict_text
+from bn_study.report.cells import cell, mean_ci, number, signed, verdict_text
 from bn_study.report.claims import ClaimResult, PartResult
 from bn_study.report.collect import Condition
 from bn_study.report.spec import Comparison, ReportSpec
 from bn_study.report.stats import PAIRED, Summary
 
 
+def _censored_effect(part: PartResult) -> str | None:
+    """A ``faster`` effect with runs that never reached the threshold: a bound, never an interval that looks
+    exact. Runs of B that never got there can only hide how slow B is (A's lead can only be larger): a lower
+    bound; runs of A, how slow A is: an upper bound; runs of both: no bound at all."""
+    ca, cb = part.censored
+    if not (ca or cb) or part.effect is None:
+        return None
+    comp, e = part.comparison, part.effect
+    unit, m = comp.unit(), comp.quantity()
+    if ca and cb:
+        return (f"not measured: runs of both arms never reached {comp.threshold:g} (A: {ca}, B: {cb}), so the "
+                "difference has no bound either way")
+    if cb:
+        return (f"≥ {signed(m, e.estimate)}{unit} [{signed(m, e.low)}, +∞): a lower bound, {cb} of B's runs never "
+                "got there")
+    return f"≤ {signed(m, e.estimate)}{unit} (−∞, {signed(m, e.high)}]: an upper bound, {ca} of A's runs never got there"
+
+
 def effect_cell(part: PartResult) -> str:
     comp = part.comparison
     if part.effect is None:
         return "—"
+    bound = _censored_effect(part)
+    if bound is not None:
+        return bound
     unit, m = comp.unit(), comp.quantity()
     e = part.effect
     text = f"{signed(m, e.estimate)}{unit} [{signed(m, e.low)}, {signed(m, e.high)}]"
+    if comp.test == "faster" and e.low == e.high:
+        grain = "epoch" if comp.by == "epochs" else "epoch's steps"
+        text += f" (every seed alike, so no spread; runs are evaluated at epoch ends: each time is known to one {grain})"
     rel = part.relative_error
     if rel is not None:
         text += f"; errors {-rel[0] * 100:+.0f} % vs B [{-rel[2] * 100:+.0f}, {-rel[1] * 100:+.0f}]"
@@ -36,12 +60,17 @@ def analysis_text(part: PartResult) -> str:
 
 
 def _arm(cond: Condition | None, s: Summary | None, comp: Comparison, sampling: float | None = None,
-         second: Condition | None = None) -> str:
+         second: Condition | None = None, censored: int = 0) -> str:
     if cond is None:
         return "(not in this sweep)"
     m = comp.quantity()
     se = f"; one run's test-set SE ± {sampling:.2f} pp" if sampling is not None else ""
     text = f"{cond.label}: {mean_ci(m, s)} (n={s.n if s else 0}{se})"
+    if censored and s is not None:  # a mean of runs some of which never got there: only a lower bound
+        every = censored == s.n and not s.sd and m == "epochs"
+        shown = f">{s.mean - 1:.0f}" if every else f"≥ {number(m, s.mean)}"
+        text = (f"{cond.label}: {shown} (n={s.n}; {censored} never reached {comp.threshold:g}"
+                f"{'' if every else ', counted one epoch past their end'})")
     if second is not None:
         text += f"; versus {second.label}"
     return text
@@ -112,8 +141,9 @@ def claims_table(results: Sequence[ClaimResult]) -> list[str]:
             se = part.sampling_se() or (None, None)
             shown = "" if several else decided
             out.append(f"| {name}{marks} | {cell(comp.measured())} · {analysis_text(part)} "
-                       f"| {cell(_arm(part.a, part.a_summary, comp, se[0], part.a2))} "
-                       f"| {cell(_arm(part.b, part.b_summary, comp, se[1], part.b2))} | {effect_cell(part)} "
+                       f"| {cell(_arm(part.a, part.a_summary, comp, se[0], part.a2, part.censored[0]))} "
+                       f"| {cell(_arm(part.b, part.b_summary, comp, se[1], part.b2, part.censored[1]))} "
+                       f"| {effect_cell(part)} "
                        f"| {cell(_claimed(comp))} | {shown or verdict_text(part.verdict)} | {part.verdict} |")
     sources = [(i, r.spec.source) for i, r in enumerate(results, start=1) if r.spec.source]
     if sources:

@@ -1,7 +1,7 @@
 """The report's figures, in the articles' style: a metric against epochs, one line per condition, the
-mean over seeds with a shaded 95 % t-band. Colours belong to conditions (or to the value of
-``color_by``) and are the same in every figure of a report; line styles mark ``style_by`` (solid for
-its first value, dashed for the second — the Keras article's none vs BN).
+mean over seeds with a shaded 95 % t-band kept inside the metric's range. Colours belong to the values of
+``color_by``, the same in every report (``colours.FACTOR_COLOURS``); line styles mark ``style_by`` (solid for
+its first value, dashed for the second — the Keras article's none vs BN), and every legend shows them.
 """
 
 from __future__ import annotations
@@ -21,49 +21,19 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from bn_study.report.collect import Condition, RunRecord, select  # noqa: E402
+from bn_study.report.colours import legend, values_in_order  # noqa: E402
 from bn_study.report.epochs import STEPS_METRIC  # noqa: E402
+from bn_study.report.names import metric_bounds, metric_title  # noqa: E402
 from bn_study.report.spec import STEPS, FigureSpec  # noqa: E402
 from bn_study.report.stats import summarize  # noqa: E402
+from bn_study.train.probe_names import DEAD_UNITS, INACTIVE_KINDS, LEGACY_NAMES  # noqa: E402
 
-LINE_STYLES = ("-", "--", ":", "-.")
-INACTIVE_KINDS = ("saturated", "dead", "negative")
 BAND_NOTE = "lines: mean over seeds; shaded: 95 % t-interval"
-
-
-def _colour_list(n: int) -> list:
-    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
-    return [cmap(i % cmap.N) for i in range(n)]
-
-
-def _values_in_order(conditions: Sequence[Condition], key: str | None) -> list[str]:
-    seen: list[str] = []
-    for c in conditions:
-        v = c.choices.get(key, "") if key else c.key
-        if v not in seen:
-            seen.append(v)
-    return seen
-
-
-def palette(conditions: Sequence[Condition], color_by: str | None = None) -> dict[str, tuple]:
-    """Condition key → colour: one per condition, or one per value of ``color_by``."""
-    values = _values_in_order(conditions, color_by)
-    colours = dict(zip(values, _colour_list(len(values))))
-    return {c.key: colours[c.choices.get(color_by, "") if color_by else c.key] for c in conditions}
-
-
-def line_styles(conditions: Sequence[Condition], style_by: str | None = None) -> dict[str, str]:
-    if not style_by:
-        return {c.key: "-" for c in conditions}
-    values = _values_in_order(conditions, style_by)
-    return {c.key: LINE_STYLES[values.index(c.choices.get(style_by, "")) % len(LINE_STYLES)] for c in conditions}
-
-
-def metric_title(metric: str, val_is_test: bool) -> str:
-    split, _, what = metric.partition("_")
-    names = {"train": "training", "val": "validation (= test set)" if val_is_test else "validation",
-             "test": "test"}
-    unit = " (%)" if what == "acc" else ""
-    return f"{names.get(split, split)} {'accuracy' if what == 'acc' else what}{unit}"
+# probe statistics, as fractions in [0, 1] (what MLflow holds); "inactive" is the one the activation has
+STAT_NAMES = {"mean": "output mean", "std": "output std", DEAD_UNITS: "dead units: share of\nunits 0 on every image"}
+INACTIVE_NAMES = {"saturated": "share of activations\nsaturated", "zero_frac": "share of activations\nexactly 0",
+                  "negative": "share of activations\n< 0"}
+STAT_BOUNDS = {"inactive": (0.0, 1.0), DEAD_UNITS: (0.0, 1.0), "std": (0.0, math.inf)}
 
 
 def legend_label(cond: Condition) -> str:
@@ -91,7 +61,7 @@ def _band(ax, cond: Condition, metric: str, colour, style: str, first_step: int,
         hi.append(summary.mean + half)
     if not xs:
         return False
-    if bounds is not None:  # a t-band over 3–5 seeds can reach past 0 % or 100 %; draw it inside
+    if bounds is not None:  # a t-band over 3–5 seeds can reach past 0 % or 100 %, or below a loss of 0
         lo, hi = np.clip(lo, *bounds), np.clip(hi, *bounds)
     ax.plot(xs, mean, style, color=colour, lw=1.8, marker="o", ms=3, label=legend_label(cond))
     ax.fill_between(xs, lo, hi, color=colour, alpha=0.18, lw=0)
@@ -101,7 +71,7 @@ def _band(ax, cond: Condition, metric: str, colour, style: str, first_step: int,
 def _rows(conditions: Sequence[Condition], key: str | None) -> list[tuple[str | None, list[Condition]]]:
     if not key:
         return [(None, list(conditions))]
-    return [(v, [c for c in conditions if c.choices.get(key, "") == v]) for v in _values_in_order(conditions, key)]
+    return [(v, [c for c in conditions if c.choices.get(key, "") == v]) for v in values_in_order(conditions, key)]
 
 
 def _steps_axis(cond: Condition) -> dict[int, float]:
@@ -125,8 +95,7 @@ def curves(fig_spec: FigureSpec, conditions: Sequence[Condition], colours: Mappi
     for (row_value, conds), ax_row in zip(rows, axes):
         for metric, ax in zip(fig_spec.metrics, ax_row):
             for c in conds:
-                _band(ax, c, metric, colours[c.key], styles[c.key], first_step=1,
-                      bounds=(0.0, 100.0) if metric.endswith("_acc") else None,
+                _band(ax, c, metric, colours[c.key], styles[c.key], first_step=1, bounds=metric_bounds(metric),
                       x=_steps_axis(c) if by_steps else None)
             head = metric_title(metric, val_is_test)
             ax.set_title(f"{fig_spec.rows}={row_value}: {head}" if row_value is not None else head, fontsize=10)
@@ -138,10 +107,7 @@ def curves(fig_spec: FigureSpec, conditions: Sequence[Condition], colours: Mappi
                 ax.set_xlabel("epoch")
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
-        handles, labels = ax_row[0].get_legend_handles_labels()
-        if handles:
-            ax_row[-1].legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8,
-                              frameon=False, title=fig_spec.rows and f"{fig_spec.rows}={row_value}")
+        legend(ax_row[-1], *ax_row, title=fig_spec.rows and f"{fig_spec.rows}={row_value}")
     fig.suptitle(f"{fig_spec.title or title}\n{BAND_NOTE}", fontsize=11)
     return fig
 
@@ -156,22 +122,37 @@ def _hidden_layers(conditions: Sequence[Condition]) -> list[int]:
     return sorted(found)
 
 
-def _stat_key(cond: Condition, layer: int, stat: str) -> str:
-    """``inactive`` is whatever the probe counted for this activation: saturated, dead or negative."""
-    if stat != "inactive":
-        return f"act{layer}_{stat}"
-    for kind in INACTIVE_KINDS:
-        key = f"act{layer}_{kind}"
+def _stat_key(cond: Condition, layer: int, stat: str) -> str | None:
+    """The metric a statistic is for this condition's runs: ``inactive`` is whatever the probe counted for its
+    activation (saturated, zero_frac or negative; ``dead`` in runs logged before zero_frac had its name); None
+    when the runs did not log it (dead units: relu only, and not in runs older than the statistic)."""
+    names = [*INACTIVE_KINDS, *LEGACY_NAMES] if stat == "inactive" else [stat]
+    for name in names:
+        key = f"act{layer}_{name}"
         if any(key in r.history for r in cond.finished):
             return key
-    return f"act{layer}_saturated"
+    return None
 
 
-def _stat_title(conds: Sequence[Condition], stat: str) -> str:
+def _stat_kind(key: str | None) -> str | None:
+    kind = None if key is None else key.split("_", 1)[1]
+    return LEGACY_NAMES.get(kind, kind) if kind else None
+
+
+def stat_title(conds: Sequence[Condition], stat: str) -> str:
+    """A statistic's name in words (two lines: a row's y label), with the range of a fraction."""
     if stat != "inactive":
-        return {"std": "output std", "mean": "output mean"}.get(stat, stat)
-    kinds = sorted({_stat_key(c, 1, stat).split("_", 1)[1] for c in conds})
-    return "fraction " + "/".join(kinds) + " (%)"
+        return STAT_NAMES.get(stat, stat) + (" (0–1)" if stat == DEAD_UNITS else "")
+    kinds = sorted({k for c in conds if (k := _stat_kind(_stat_key(c, 1, stat)))})
+    return " / ".join(INACTIVE_NAMES.get(k, k) for k in kinds or ["saturated"]) + " (0–1)"
+
+
+def probe_keys(fig_spec: FigureSpec, conditions: Sequence[Condition]) -> tuple[list[str], list[str]]:
+    """The statistics' metric names the figure's conditions logged (layer 1's, as ``act1_zero_frac``), and
+    ``stat: condition`` for each statistic a selected condition's runs did not log."""
+    conds = list({c.key: c for sel in fig_spec.select for c in select(conditions, sel)}.values())
+    keys = [(stat, c, _stat_key(c, 1, stat)) for stat in fig_spec.stats for c in conds]
+    return sorted({k for _, _, k in keys if k}), [f"{stat}: {c.label}" for stat, c, k in keys if k is None]
 
 
 def activations(fig_spec: FigureSpec, conditions: Sequence[Condition], colours: Mapping[str, tuple],
@@ -185,25 +166,32 @@ def activations(fig_spec: FigureSpec, conditions: Sequence[Condition], colours: 
                              squeeze=False, layout="constrained")
     for stat, ax_row in zip(stats, axes):
         for layer, ax in zip(layers, ax_row):
+            drawn = False
             for c in conds:
-                key = _stat_key(c, layer, stat)
-                # fractions of units are shown in percent, like accuracies
-                _band(ax, c, key, colours[c.key], styles[c.key], first_step=0,
-                      scale=100.0 if stat == "inactive" else 1.0,
-                      bounds=(0.0, 100.0) if stat == "inactive" else None)
-            if stat == "inactive":  # a fraction: from 0, and a visible axis even when nothing saturates
-                ax.set_ylim(bottom=0.0, top=max(ax.get_ylim()[1], 1.0))
-            ax.set_title(f"hidden layer {layer}: {_stat_title(conds, stat)}", fontsize=9)
+                key = _stat_key(c, layer, stat)  # fractions stay fractions (0–1), as MLflow holds them
+                if key is not None:
+                    drawn |= _band(ax, c, key, colours[c.key], styles[c.key], first_step=0, bounds=STAT_BOUNDS.get(stat))
+            if not drawn:
+                ax.text(0.5, 0.5, "not logged by these runs", transform=ax.transAxes, ha="center", fontsize=8)
+            if STAT_BOUNDS.get(stat) == (0.0, 1.0):  # a fraction: from 0, and a visible axis even when it stays 0
+                ax.set_ylim(bottom=0.0, top=max(ax.get_ylim()[1], 0.01))
+            ax.set_title(f"hidden layer {layer}", fontsize=9)
             ax.set_xlabel("epoch (0 = before training)")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
-        ax_row[0].set_ylabel(_stat_title(conds, stat))
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    if handles:
-        axes[0][-1].legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
-    fig.suptitle(f"{fig_spec.title or title}\nprobe: hidden activations on 1 000 test images, eval mode; {BAND_NOTE}",
-                 fontsize=11)
+        ax_row[0].set_ylabel(stat_title(conds, stat))
+    legend(axes[0][-1], *axes[0])
+    fig.suptitle(f"{fig_spec.title or title}\nprobe: hidden activations on {_probe_images(conds)}, eval mode; "
+                 f"{BAND_NOTE}", fontsize=11)
     return fig
+
+
+def _probe_images(conds: Sequence[Condition]) -> str:
+    """``1000 test images``: how many the runs probed (``probe.samples``), of which split."""
+    counts = {r.choices.get("probe.samples") for c in conds for r in c.runs}
+    splits = {r.choices.get("data.val", "test") for c in conds for r in c.runs}
+    n = f"the first {counts.pop()}" if len(counts) == 1 and None not in counts else "the probe's"
+    return f"{n} {'test' if splits == {'test'} else 'validation'} images"
 
 
 PRE_ACTIVATION = re.compile(r"^act(\d+)_pre_u(\d+)_p(\d+)$")  # the pre-activation probe's metric names

@@ -22,7 +22,9 @@ METHOD = """\
   Tests: *better* — effect above `min_effect`, at most `max_effect` when given; *not_better* — effect
   at most `margin`; *equivalent* — effect within ± `margin` (TOST-like, with the stricter 95 %
   interval); *faster* — fewer epochs to a threshold, a run that never reached it counting as one epoch
-  past its end (a verdict that censoring could flip is withheld); *interaction* — A's gain over B under
+  past its end (a verdict that censoring could flip is withheld, and the effect is shown as the bound it
+  is: ≥ when only B has such runs, ≤ when only A has, not measured when both have; an arm all of whose runs
+  never got there as `>E`); *interaction* — A's gain over B under
   one setting minus the same gain under another. A claim with several parts holds only if all hold.
 - **Holm**: the headline verdict of each claim is Holm's step-down across the report's claims (the
   k-th smallest p of m is judged at level 1 − α/(m − k + 1), α = 0.05), so the chance of any wrong
@@ -32,6 +34,11 @@ METHOD = """\
   undecided get `add` more seeds per look, up to `max_seeds`; look k spends α_k, the increment of a
   Lan–DeMets spending function at n_k / max_seeds, and Holm shares α_k among the claims undecided at
   that look. The α_k sum to α, so by the union bound the error rate over all looks stays ≤ 5 %.
+- Names: a number measured on the test images is called *test* in words, its MLflow key beside it; with
+  `data.val=test` the per-epoch `val_*` are the test set (so *test accuracy (`val_acc`)* in a figure and
+  `test_acc` in a table are the same images), with `data.val=holdout` they are *validation*. Tables and
+  claims name the key. Losses of different kinds (MSE, BCE, cross-entropy) never share a table column.
+  Colours: one per value of the factor a figure colours by, the same in every report (reports/README.md).
 - Published numbers are single runs rounded to a published precision. *agrees*: our mean's 95 % CI lies
   inside the rounding band (an equivalence test at that rounding); *not distinguishable*: the band
   overlaps our CI or the 95 % prediction interval for one run (mean ± t·s·√(1 + 1/n)) — a failure to

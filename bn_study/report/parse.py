@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bn_study.errors import UserError
-from bn_study.report.spec import (BEST, DEFAULT_CURVES, EPOCHS, SPEED_UNITS, FIGURE_KINDS, RANGE, TESTS, ClaimSpec, Comparison,
+from bn_study.report.spec import (BEST, DEFAULT_CURVES, EPOCHS, PROBE_STATS, SPEED_UNITS, FIGURE_KINDS, RANGE, TESTS, ClaimSpec, Comparison,
                                   ConditionSpec, FigureSpec, ReportSpec, Selector, SensitivitySpec, SequentialSpec)
 from bn_study.report.stats import ANALYSES, SPENDING, WELCH
 from bn_study.util.overrides import bare_key
@@ -199,6 +199,9 @@ def _figure(raw: Any, index: int, where: str) -> FigureSpec:
     def opt(name: str) -> str | None:
         return None if raw.get(name) is None else bare_key(str(raw[name]))
 
+    stats = tuple(str(s) for s in raw.get("stats") or ("inactive", "std"))
+    for i, stat in enumerate(stats):
+        _choice(stat, PROBE_STATS, where, f"{key}.stats[{i}]")
     x = _choice(raw.get("x", EPOCHS), SPEED_UNITS, where, f"{key}.x")
     if "x" in raw and kind != "curves":
         raise spec_error(where, f"{key}.x", "is read only by a 'curves' figure (its x axis: epochs or steps)")
@@ -206,7 +209,7 @@ def _figure(raw: Any, index: int, where: str) -> FigureSpec:
         name=str(raw["name"]), kind=kind, title=raw.get("title"),
         metrics=tuple(str(m) for m in raw.get("metrics") or DEFAULT_CURVES),
         rows=opt("rows"), select=select,
-        stats=tuple(str(s) for s in raw.get("stats") or ("inactive", "std")), caption=raw.get("caption"), x=x,
+        stats=stats, caption=raw.get("caption"), x=x,
     )
 
 

@@ -16,6 +16,8 @@ from bn_study.report.cells import cell, duration, mean_ci, number, signed, utc
 from bn_study.report.claims import ClaimResult
 from bn_study.report.claims_table import claims_table, sequential_line
 from bn_study.report.collect import Condition, Study, matches
+from bn_study.report.colours import colour_table
+from bn_study.report.names import LOSS_NAMES, NAMING, loss_kind, metric_columns
 from bn_study.report.epochs import epochs_to_reach, steps_at
 from bn_study.report.failures import failure_sensitivity
 from bn_study.report.method import METHOD
@@ -157,17 +159,24 @@ def _param(cond: Condition, name: str) -> str:
 
 def _final_table(conditions: Sequence[Condition], spec: ReportSpec, params: Sequence[str]) -> list[str]:
     metrics = table_metrics(conditions)
+    columns = metric_columns(metrics, conditions)
     thr = [f"{by} to {spec.threshold_metric} ≥ {spec.threshold_value:g} (per seed)" for by in spec.threshold_by]
-    head = (["condition", *params, "runs (finished/total)"] + [f"{m} (last epoch, mean ± 95 % CI)" for m in metrics]
-            + thr)
+    head = (["condition", *params, "runs (finished/total)"]
+            + [f"{m}{'' if k is None else ', ' + LOSS_NAMES.get(k, k or '?')} (last epoch, mean ± 95 % CI)"
+               for m, k in columns] + thr)
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for c in conditions:
         row = [cell(c.label), *(cell(_param(c, p)) for p in params), f"{len(c.finished)}/{len(c.runs)}"]
-        row += [mean_ci(m, summarize(c.values(m))) for m in metrics]
+        row += ["—" if k is not None and loss_kind(c.choices) != k else mean_ci(m, summarize(c.values(m)))
+                for m, k in columns]
         row += [_time_cell(c, spec.threshold_metric, spec.threshold_value, by) for by in spec.threshold_by]
         out.append("| " + " | ".join(row) + " |")
     out += ["", "Per-seed cells list the seeds in order: the epoch a run first reached the threshold, `>E` if it "
             "had not by its last epoch E, `✗` if the run did not finish (diverged or stopped). Accuracies in %."]
+    kinds = list(dict.fromkeys(k for _, k in columns if k is not None))
+    if kinds:
+        out += ["", f"Losses of different kinds ({', '.join(LOSS_NAMES.get(k, k or '?') for k in kinds)}) are on "
+                "different scales: one column per kind, `—` where a condition trained with another."]
     if STEPS in spec.threshold_by:
         out += ["", "Steps: the optimizer steps made by the end of that epoch (`>S`: not reached in the S steps made); "
                 "runs are evaluated at epoch ends, so this is when the threshold was first seen, not crossed."]
@@ -280,4 +289,5 @@ def index_readme(out_root: Path) -> str:
     lines += ["| experiment | title | verdicts |", "|---|---|---|", *rows, ""]
     if not rows:
         lines.insert(-1, "(none generated yet)")
+    lines += ["## Names", "", NAMING, "", *colour_table(), ""]
     return "\n".join(lines)

@@ -16,7 +16,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from bn_study.report.collect import Condition, RunRecord, default_label, matches
+from bn_study.report.collect import Condition, RunRecord, matches
 from bn_study.report.failures import by_seed, run_values, worst_value
 from bn_study.report.spec import BEST, RANGE, Comparison, Selector, SensitivitySpec, higher_is_better
 from bn_study.report.stats import PAIRED, Difference, Summary, contrast, paired, summarize
@@ -29,6 +29,7 @@ class Arm:
 
     choices: Mapping[str, str]  # the arm's settings, the parameter left out
     points: tuple[tuple[float, Condition], ...]
+    label: str = "all runs"  # the settings that tell this arm from the others (``norm=none``)
 
     @property
     def values(self) -> tuple[float, ...]:
@@ -63,14 +64,14 @@ def arms(conditions: Sequence[Condition], param: str) -> list[Arm]:
         if x is None:
             continue
         by.setdefault(tuple((k, v) for k, v in c.choices.items() if k != param), []).append((x, c))
-    return [Arm(dict(k), tuple(sorted(points, key=lambda p: p[0]))) for k, points in by.items()]
-
-
-def arm_label(arm: Arm, param: str) -> str:
-    """The arm's condition name without the parameter: ``act=sigmoid norm=bn1 optimizer.lr=0.1`` →
-    ``act=sigmoid norm=bn1``."""
-    key = arm.points[0][1].key
-    return default_label(" ".join(t for t in key.split() if bare_key(t.partition("=")[0]) != param)) or "all runs"
+    found = [Arm(dict(k), tuple(sorted(points, key=lambda p: p[0]))) for k, points in by.items()]
+    # a condition lists what differs from the defaults, so an arm at a default (norm=none) may name nothing:
+    # its label takes the value of each setting some arm's condition names and the arms do not all share
+    keys = list(dict.fromkeys(bare_key(t.partition("=")[0]) for a in found for _, c in a.points
+                              for t in c.key.split() if "=" in t))
+    keys = [k for k in keys if k != param and len({a.choices.get(k, "default") for a in found}) > 1]
+    return [Arm(a.choices, a.points, " ".join(f"{k}={a.choices.get(k, 'default')}" for k in keys) or "all runs")
+            for a in found]
 
 
 def _by_seed(cond: Condition, metric: str, epoch: int | None, worst: float) -> dict[int, float]:
@@ -118,7 +119,7 @@ def summarize_arm(arm: Arm, param: str, metric: str, epoch: int | None, analysis
                 tied.append(arm.values[i])
     ranges = good_ranges(arm, metric, epoch, good) if good is not None else {}
     return ArmSummary(
-        arm=arm, label=arm_label(arm, param),
+        arm=arm, label=arm.label,
         summaries=tuple(summarize(c.values(metric, epoch)) for _, c in arm.points),
         failed=tuple(sum(r.status == "FAILED" for r in c.runs) for _, c in arm.points),
         best=None if best_i is None else arm.values[best_i], tied=tuple(tied),
@@ -194,7 +195,7 @@ def resolved(comp: Comparison, conditions: Sequence[Condition]) -> list[Conditio
         arm = _arm_for(selector, every, param)
         if arm is None:
             continue
-        label = arm_label(arm, param)
+        label = arm.label
         if comp.test == "wider_range":
             assert comp.threshold is not None
             extra.append(range_condition(arm, label, param, comp.metric, comp.epoch, comp.threshold))

@@ -10,7 +10,9 @@ import numpy as np
 from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
 
-from bn_study.report.figures import BAND_NOTE, metric_title
+from bn_study.report.colours import legend
+from bn_study.report.figures import BAND_NOTE
+from bn_study.report.names import metric_bounds, metric_title
 from bn_study.report.sensitivity import ArmSummary
 
 
@@ -22,7 +24,7 @@ def sensitivity(arm_rows: Sequence[tuple[ArmSummary, ...]], epochs: Sequence[int
     fig, axes = plt.subplots(1, len(epochs), figsize=(5.2 * len(epochs) + 2.4, 4.0), squeeze=False,
                              layout="constrained")
     head = metric_title(metric, val_is_test)
-    bounds = (0.0, 100.0) if metric.endswith("_acc") else None
+    bounds = metric_bounds(metric)
     for epoch, row, ax in zip(epochs, arm_rows, axes[0]):
         for summary in row:
             first = summary.arm.points[0][1]
@@ -48,10 +50,7 @@ def sensitivity(arm_rows: Sequence[tuple[ArmSummary, ...]], epochs: Sequence[int
         ax.set_ylabel(head)
         ax.set_title(f"{head}, {'last epoch' if epoch is None else f'epoch {epoch}'}", fontsize=10)
         ax.grid(alpha=0.3)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    if handles:
-        handles.append(plt.Line2D([], [], ls="", marker="*", ms=12, color="grey", mec="black", mew=0.6))
-        labels.append("the arm's best value (mean)")
-        axes[0][-1].legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
+    star = plt.Line2D([], [], ls="", marker="*", ms=12, color="grey", mec="black", mew=0.6)
+    legend(axes[0][-1], *axes[0], extra=[(star, "the arm's best value (mean)")])
     fig.suptitle(f"{title}\n{BAND_NOTE} (finished runs at each value)", fontsize=11)
     return fig

@@ -27,6 +27,7 @@ except a claim's ``text`` and its comparison; see ``conf/experiment/bn_vs_none.y
         - {name: curves, kind: curves, metrics: [train_loss, val_acc], rows: act}
         - {name: per_step, kind: curves, metrics: [val_acc], x: steps}   # against optimizer steps, log axis
         - {name: saturation, kind: activations, select: [{act: sigmoid, norm: none}, ...], stats: [inactive, std]}
+                                  # stats: inactive, dead_units (relu), mean, std
         - {name: published, kind: published}
         - {name: lr, kind: sensitivity}  # metric against report.sensitivity.param, one line per arm
         - {name: pre, kind: pre_activations, select: [{norm: none}, {norm: bn1}]}  # needs probe.every_steps
@@ -104,6 +105,9 @@ SPEED_UNITS = EPOCHS, STEPS = ("epochs", "steps")  # what a faster test counts u
 TESTS = ("better", "not_better", "equivalent", "faster", "interaction", "wider_range")
 FIGURE_KINDS = ("curves", "activations", "published", "sensitivity", "pre_activations")
 DEFAULT_CURVES = ("train_loss", "val_loss", "val_acc")
+# an activations figure's rows: the activation's inactive share (saturated, zero_frac or negative), relu's dead
+# units (0 on every probe image), the output's mean and std
+PROBE_STATS = ("inactive", "dead_units", "mean", "std")
 
 Selector = Mapping[str, str]
 # selector values of report.sensitivity.param that name a condition built from an arm's grid

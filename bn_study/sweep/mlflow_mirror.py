@@ -17,6 +17,7 @@ from mlflow.entities import Metric, Param, RunTag
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
+from bn_study.sweep.results import readable_number
 from bn_study.tracking.parent import ParentRun, sweep_description
 from bn_study.util.names import slug
 from bn_study.util.redact import mask_userinfo
@@ -28,6 +29,32 @@ class SweepTracking:
     def __init__(self, config: DictConfig, tags: Mapping[str, str]) -> None:
         self.parent = ParentRun(config, sweep_description(list(config.hydra.overrides.task)), tags)
         self.client = self.parent.client
+        self.objective = str(config.objective.metric)
+
+    def final_metrics(self, study_name: str) -> dict[str, Any]:
+        """The final stage's runs of ``study_name`` and what they measured, under explicit names — the
+        objective again (on the split the study tuned on) and the test set — each the mean over the runs'
+        seeds; also logged on the parent as ``final/<arm>/test_acc`` …"""
+        runs = [r for r in self.parent.children() if r.data.tags.get("stage") == "final"
+                and r.data.tags.get("optuna_study") == study_name and r.info.status == "FINISHED"]
+        if not runs:
+            return {}
+
+        def mean(key: str) -> float | None:
+            values = [r.data.metrics[key] for r in runs if key in r.data.metrics]
+            return math.fsum(values) / len(values) if values else None
+
+        objective = {self.objective: mean(self.objective)}
+        test = {k: mean(k) for k in ("test_acc", "test_loss") if mean(k) is not None}
+        arm = runs[0].data.tags.get("arm")
+        prefix = f"final/{slug(arm, equals='-', fallback='')}/" if arm else "final/"
+        self.client.log_batch(self.run_id, metrics=[Metric(f"{prefix}{k}", float(v), 0, 0)
+                                                    for k, v in {**objective, **test}.items() if v is not None])
+        self.client.set_tag(self.run_id, f"{prefix}runs", " ".join(r.info.run_id for r in runs))
+        rounded = {k: readable_number(v) for k, v in {**objective, **test}.items()}
+        return {"runs": sorted(r.info.run_id for r in runs),
+                "objective": {self.objective: rounded[self.objective]},
+                "test": {k: rounded[k] for k in test}}
 
     @property
     def run_id(self) -> str:

@@ -10,6 +10,11 @@ import optuna
 from bn_study.sweep.trial_outcome import TrialOutcome
 
 
+def readable_number(value: float | None, digits: int = 6) -> float | None:
+    """A value as a file people read holds it: ``digits`` significant digits (MLflow keeps every digit)."""
+    return None if value is None else float(f"{value:.{digits}g}")
+
+
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
     try:
         return study.best_trial
@@ -24,7 +29,8 @@ def without_completed_trial(studies: Sequence[tuple[list[str], optuna.Study]]) -
 
 def results_document(studies: Sequence[tuple[list[str], optuna.Study]], arm_label: Callable[[list[str]], str],
                      where: str, final_outcomes: Mapping[str, TrialOutcome],
-                     state_counts: dict[str, int]) -> dict[str, Any]:
+                     state_counts: dict[str, int],
+                     final_metrics: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"name": "optuna", "storage": where}
     entries = {}
     for arm, study in studies:
@@ -33,12 +39,15 @@ def results_document(studies: Sequence[tuple[list[str], optuna.Study]], arm_labe
             entry["solutions"] = [{"params": t.params, "values": t.values} for t in study.best_trials]
         else:
             best = best_trial(study)
-            entry["best_params"] = dict(best.params) if best else None
-            entry["best_value"] = best.value if best else None
+            entry["best_params"] = {k: readable_number(v) if isinstance(v, float) else v
+                                    for k, v in best.params.items()} if best else None
+            entry["best_value"] = readable_number(best.value) if best else None
             entry["best_trial"] = best.number if best else None
         final = final_outcomes.get(study.study_name)
         if final is not None:
-            entry["final"] = {"state": final.kind, "values": final.values, "detail": final.detail}
+            # explicit names: the objective again (on the split it was tuned on) and the test set, measured once
+            entry["final"] = {"state": final.kind, **(final_metrics or {}).get(study.study_name, {}),
+                              "detail": final.detail}
         entries[arm_label(arm)] = entry
     if len(entries) == 1 and "" in entries:
         out.update(entries[""])

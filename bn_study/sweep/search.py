@@ -13,7 +13,7 @@ import optuna
 from optuna.trial import TrialState
 
 from bn_study.errors import UserError
-from bn_study.sweep import trial_outcome as optuna_outcome, space as optuna_space, storage as optuna_storage
+from bn_study.sweep import trial_log, trial_outcome as optuna_outcome, space as optuna_space, storage as optuna_storage
 from bn_study.sweep.trial_outcome import TrialOutcome
 from bn_study.sweep.plan import SearchPlan
 from bn_study.sweep.results import best_trial, results_document
@@ -64,6 +64,7 @@ class SweepRun:
         self.studies: list[tuple[list[str], optuna.Study]] = []
         self.outcomes: list[TrialOutcome] = []
         self.final_outcomes: dict[str, TrialOutcome] = {}
+        self.final_metrics: dict[str, dict[str, Any]] = {}  # per study: its final runs and their test metrics
 
     # --- studies -----------------------------------------------------------------------------------
 
@@ -90,11 +91,21 @@ class SweepRun:
         else:
             log.info("study %r in %s: new, %d trials", study.study_name, self.where, sweeper.n_trials)
             study.set_user_attr("fixed_overrides", fixed)
+        names = self._metric_names()
+        if names and study.metric_names is None:  # optuna-dashboard then says val_acc, not "Objective 0"
+            study.set_metric_names(names)
         if arm and study.user_attrs.get("arm") != self.plan.arm_label(arm):
             study.set_user_attr("arm", self.plan.arm_label(arm))  # the jobs tag their runs with it
         log.info("sampler %s, pruner %s, direction %s", type(study.sampler).__name__,
                  type(sweeper.pruner).__name__, ", ".join(sweeper.directions))
         return study
+
+    def _metric_names(self) -> list[str] | None:
+        """bn_study's objective metric, once per direction; None for another app (it has no such key)."""
+        objective = self.sweeper.config.get("objective") if self.project else None
+        if objective is None or len(self.sweeper.directions) != 1:
+            return None
+        return [str(objective.metric)]
 
     def _sampler(self) -> Any:
         sampler = self.sweeper.sampler
@@ -128,7 +139,7 @@ class SweepRun:
                 print_summary(rows, title=f"optuna study {study.study_name!r}: trials of this run")
             if self.tracking is not None:
                 self.tracking.log_study(study, self.plan.arm_label(arm) or None)
-            self._log_best(study)
+            trial_log.log_best(study)
 
     def search(self, arm: list[str], study: optuna.Study) -> list[JobRow]:
         rows: list[JobRow] = []
@@ -193,7 +204,7 @@ class SweepRun:
             self._tell(study, trial, outcome)
             told[trial.number] = outcome.state
             self.outcomes.append(outcome)
-            self._log_outcome(study, trial.number, trial.params, outcome)
+            trial_log.log_outcome(study.study_name, trial.number, trial.params, outcome, self._metric_names())
             rows.append(trial_row(trial.number, trial.params, outcome))
         return rows
 
@@ -214,23 +225,6 @@ class SweepRun:
             if "Study.stop" not in str(err):
                 raise
 
-    def _log_outcome(self, study: optuna.Study, number: int, params: dict[str, Any], outcome: TrialOutcome,
-                     final: bool = False) -> None:
-        shown = " ".join(optuna_space.as_override(k, v) for k, v in params.items()) or "no params"
-        what = f"final run of trial {number}" if final else f"trial {number}"
-        state = outcome.kind if final else outcome.state.name  # a final run is no trial: it has no state
-        head = f"study {study.study_name!r} {what} ({shown}): {state}"
-        if outcome.kind == "complete":
-            values = ", ".join(f"{v:.6g}" for v in outcome.values or [])
-            note = "" if outcome.job_status in ("", "finished") else f" ({outcome.job_status})"
-            log.info("%s %s%s", head, values, note)
-        elif outcome.kind == "pruned":
-            log.info("%s — %s", head, outcome.detail)
-        elif outcome.kind == "crashed":
-            log.error("%s — the job crashed:\n%s", head, outcome.traceback or outcome.detail)
-        else:
-            log.warning("%s — %s", head, outcome.detail)
-
     def _check_failure_rate(self, batch: Sequence[TrialOutcome]) -> None:
         """Stop when more than ``max_failure_rate`` of the batch (Hydra's plugin) or of the run crashed,
         raising the first crashed job's own exception, as the plugin did."""
@@ -243,17 +237,6 @@ class SweepRun:
                       len(crashed), len(judged), self.sweeper.failure_rate_over, 100 * rate,
                       self.sweeper.max_failure_rate)
             raise crashed[0].error or RuntimeError(crashed[0].detail)  # an outcome built without its exception
-
-    def _log_best(self, study: optuna.Study) -> None:
-        if len(study.directions) > 1:
-            log.info("study %r: %d Pareto-optimal trials", study.study_name, len(study.best_trials))
-            return
-        best = best_trial(study)
-        if best is None:
-            log.warning("study %r has no completed trial yet", study.study_name)
-            return
-        log.info("study %r: best trial %d, value %.6g, params %s", study.study_name, best.number, best.value,
-                 best.params)
 
     # --- after the search --------------------------------------------------------------------------
 
@@ -282,7 +265,10 @@ class SweepRun:
             for (study, best, _), ret in zip(chunk, returns):
                 outcome = optuna_outcome.classify(ret, 1)
                 self.final_outcomes[study.study_name] = outcome
-                self._log_outcome(study, best.number, best.params, outcome, final=True)
+                if self.tracking is not None:
+                    self.final_metrics[study.study_name] = self.tracking.final_metrics(study.study_name)
+                trial_log.log_outcome(study.study_name, best.number, best.params, outcome, self._metric_names(),
+                                      final=True, measured=self.final_metrics.get(study.study_name, {}).get("test"))
                 rows.append(trial_row(best.number, best.params, outcome, prefix=f"{study.study_name}: "))
         print_summary(rows, title="final stage: each study's best params again")
 
@@ -295,7 +281,7 @@ class SweepRun:
     def results(self) -> dict[str, Any]:
         """``optimization_results.yaml``: Hydra's Optuna plugin's keys, plus one entry per arm."""
         return results_document(self.studies, self.plan.arm_label, self.where, self.final_outcomes,
-                                self.state_counts())
+                                self.state_counts(), self.final_metrics)
 
 
 def _is_grid(sampler: Any) -> bool:

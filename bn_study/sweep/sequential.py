@@ -14,7 +14,6 @@ from bn_study.report.collect import collect, group
 from bn_study.report.load import spec_from_config
 from bn_study.report.sequential import next_look
 from bn_study.report.spec import ReportSpec
-from bn_study.tracking.naming import condition_of
 from bn_study.util.overrides import override_key
 
 log = logging.getLogger(__name__)
@@ -26,15 +25,15 @@ def sequential_spec(config: DictConfig) -> ReportSpec | None:
 
 
 def more_seeds(spec: ReportSpec, client: MlflowClient, experiment: str, parent_run_id: str,
-               jobs: Sequence[Sequence[str]], shared: Sequence[str]) -> list[list[str]]:
-    """The next look's jobs: each planned job whose condition needs seeds, with ``seeds=[…]`` set to the
-    seeds it lacks; [] when every claim is decided or at the cap."""
+               jobs: Sequence[Sequence[str]], conditions_of_jobs: Sequence[str]) -> list[list[str]]:
+    """The next look's jobs: each planned job (with its condition) whose condition needs seeds, with
+    ``seeds=[…]`` set to the seeds it lacks; [] when every claim is decided or at the cap."""
     conditions = group(collect(client, experiment, parent_run_id), spec)
     grow, seeds = next_look(spec, conditions)
     by_key = {c.key: c for c in grow}
     out, added = [], set()
-    for job in jobs:
-        cond = by_key.get(condition_of(job, shared))
+    for job, condition in zip(jobs, conditions_of_jobs):
+        cond = by_key.get(condition)
         if cond is None:
             continue
         have = {r.seed for r in cond.runs}

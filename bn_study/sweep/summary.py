@@ -15,7 +15,9 @@ from rich.text import Text
 
 from bn_study.ui import get_console
 from bn_study.sweep.space import as_override
-from bn_study.tracking.naming import condition_of
+from bn_study.tracking.condition import condition_of_job
+from bn_study.tracking.naming import readable
+from bn_study.util.text import plural
 
 FAILING = ("diverged", "crashed")
 
@@ -29,9 +31,9 @@ class JobRow:
     detail: str
 
 
-def job_row(index: int, ret: JobReturn, shared: Sequence[str] = ()) -> JobRow:
-    """``shared``: the overrides every job has (the command line's), left out of the table."""
-    overrides = condition_of(ret.overrides or [], shared)
+def job_row(index: int, ret: JobReturn) -> JobRow:
+    """The job's line: its condition (the settings that differ from the defaults), how it ended, its value."""
+    overrides = readable(condition_of_job(ret.cfg, ret.hydra_cfg))
     value = ret._return_value  # never .return_value: it prints and re-raises a failed job's error
     if ret.status == JobStatus.COMPLETED:
         status = getattr(value, "status", "finished")
@@ -62,13 +64,13 @@ def print_summary(rows: Sequence[JobRow], title: str = "multirun summary") -> No
     console = get_console()
     console.print(table)
     tally = ", ".join(f"{n} {status}" for status, n in sorted(counts(rows).items()))
-    console.print(f"{len(rows)} jobs: {tally}")
+    console.print(f"{plural(len(rows), 'job')}: {tally}")
 
 
 def trial_row(number: int, params: Mapping[str, Any], outcome: Any, prefix: str = "") -> JobRow:
     """An Optuna trial's line (``outcome``: its ``sweep.trial_outcome.TrialOutcome``)."""
     status = {"complete": outcome.job_status or "finished"}.get(outcome.kind, outcome.kind)
     value = outcome.values[0] if outcome.values else None
-    shown = " ".join(as_override(k, v) for k, v in params.items())
+    shown = readable(" ".join(as_override(k, v) for k, v in params.items()))  # the trial's params keep every digit
     detail = outcome.detail.splitlines()[0][:200] if outcome.detail else ""
     return JobRow(number, prefix + shown, status, value, detail)

@@ -46,6 +46,11 @@ class TrialReporter:
         if self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned by the study's pruner after epoch {epoch} (objective {value:.6g})")
 
+    def record_runs(self, run_ids: list[str]) -> None:
+        """The trial's MLflow runs, as its user attribute ``mlflow_run_ids`` (optuna-dashboard shows it)."""
+        if self.trial is not None:
+            self.trial.set_user_attr("mlflow_run_ids", list(run_ids))
+
     def tags(self) -> dict[str, str]:
         trial_key = "optuna_trial" if self.stage == "tune" else "optuna_best_trial"
         tags = {"optuna_study": self.study_name, trial_key: str(self.number), "stage": self.stage}

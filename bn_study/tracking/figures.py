@@ -19,18 +19,20 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from bn_study.data.catalog import DIGITS  # noqa: E402
 
 
-def learning_curves(history: Sequence[Mapping[str, float]], title: str) -> Figure:
-    """Loss and accuracy against epochs, train and validation."""
+def learning_curves(history: Sequence[Mapping[str, float]], title: str, val_split: str = "test") -> Figure:
+    """Loss and accuracy against epochs, train and validation (``val_split``: what ``val_*`` measured)."""
     epochs = np.arange(1, len(history) + 1)
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
-    for split, style in (("train", "-"), ("val", "--")):
-        ax_loss.plot(epochs, [h[f"{split}_loss"] for h in history], style, marker="o", ms=3, label=split)
-        ax_acc.plot(epochs, [h[f"{split}_acc"] for h in history], style, marker="o", ms=3, label=split)
+    val = "test set (val_*)" if val_split == "test" else f"{val_split} (val_*)"
+    for split, style, label in (("train", "-", "training set (train_*)"), ("val", "--", val)):
+        ax_loss.plot(epochs, [h[f"{split}_loss"] for h in history], style, marker="o", ms=3, label=label)
+        ax_acc.plot(epochs, [h[f"{split}_acc"] for h in history], style, marker="o", ms=3, label=label)
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (fraction)", title="accuracy")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
+        ax.legend(handlelength=4)
     fig.suptitle(title, fontsize=10)
     return fig
 
@@ -46,7 +48,7 @@ def activation_histograms(first: Sequence[np.ndarray], last: Sequence[np.ndarray
         bins = np.linspace(lo, hi if hi > lo else lo + 1e-6, 50)
         ax.hist(before.ravel(), bins=bins, alpha=0.5, density=True, label="before training")
         ax.hist(after.ravel(), bins=bins, alpha=0.5, density=True, label="after training")
-        ax.set(title=f"{name} ({act})", xlabel="activation", yticks=[])
+        ax.set(title=f"{name} ({act})", xlabel="activation", ylabel="density")
     axes[0][0].legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
     return fig

@@ -50,7 +50,7 @@ def _open_context(plan: JobPlan, parent: dict | None) -> RunContext:
     return open_context(uri, cfg.tracking.experiment, launch_dir=job.launch_dir, device=plan.device,
                         overrides=job.overrides, multirun_dir=job.sweep_dir,
                         parent_run_id=parent["run_id"] if parent else None,
-                        base_overrides=parent.get("base_overrides", []) if parent else [],
+                        condition=plan.condition,
                         extra_tags={"val_split": _val_split_note(cfg.data.val), "batched_seeds": str(len(plan.seeds))})
 
 
@@ -205,6 +205,8 @@ class MemberTracking:
         pruned → KILLED (checkpoint gone), Ctrl-C → KILLED (checkpoint kept, to continue), a crash →
         FAILED with its traceback; else FINISHED, or FAILED with the reason a member diverged."""
         runs = self._start_runs()
+        if self.reporter is not None:
+            self.reporter.record_runs([r.run_id for r in runs])
         try:
             yield runs
         except KeyboardInterrupt:  # the checkpoint stays: re-running the command continues from it

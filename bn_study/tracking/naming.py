@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from bn_study.util.overrides import override_key
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -30,28 +31,40 @@ def fit_run_name(name: str, limit: int = MAX_RUN_NAME) -> str:
     return name if len(name) <= limit else name[:limit - 1] + "…"
 
 
-def run_name(overrides: Iterable[str], seed: int) -> str:
-    """Reads like the command line: ``norm=bn1 act=sigmoid seed=0`` (a long one cut, the seed kept)."""
-    kept = " ".join(o for o in overrides if override_key(o) not in ("seed", "seeds"))
-    seed_part = f"seed={seed}"
-    return f"{fit_run_name(kept, MAX_RUN_NAME - len(seed_part) - 1)} {seed_part}" if kept else seed_part
+def readable(condition: str, digits: int = 4) -> str:
+    """A condition as people read it: each number with ``digits`` significant digits (``optimizer.lr=0.3595``)."""
+    out = []
+    for token in condition.split(" "):
+        key, eq, value = token.partition("=")
+        try:
+            number = float(value) if eq and any(c in value for c in ".e") else None
+        except ValueError:
+            number = None
+        out.append(f"{key}={number:.{digits}g}" if number is not None else token)
+    return " ".join(out)
 
 
-def shared_keys(command_line: Iterable[str]) -> set[str]:
-    """Keys the command line fixes for every job of a sweep (``epochs=3``, not ``norm=none,bn1``)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parsed = OverridesParser.create().parse_overrides(list(command_line))
-    return {o.key_or_group for o in parsed if not o.is_sweep_override()}
+# a run's name as the runs table shows it: the condition, cut well before the table's column is full
+SHORT_RUN_NAME = 80
 
 
-def condition_of(overrides: Iterable[str], base_overrides: Iterable[str] = ()) -> str:
-    """What sets this job apart within its sweep: its overrides minus those every job shares, minus seeds.
-
-    Runs of one condition differ only in their seed; the report groups them by this tag.
-    """
-    skip = shared_keys(base_overrides) | {"seed", "seeds"}
-    kept = [o for o in overrides if override_key(o) not in skip]
-    return " ".join(kept) or "defaults"
+def run_name(condition: str, seed: int, tags: Mapping[str, str] | None = None) -> str:
+    """``norm=bn1 act=relu seed=0``: the condition's readable form (cut with an ellipsis), then the seed; an
+    Optuna trial's run starts with ``trial N``, a study's final run with ``final``."""
+    stage = (tags or {}).get("stage")
+    lead = {"tune": f"trial {(tags or {}).get('optuna_trial')} ", "final": "final "}.get(stage or "", "")
+    return f"{lead}{fit_run_name(readable(condition), SHORT_RUN_NAME)} seed={seed}"
 
 
+def run_description(tags: Mapping[str, str]) -> str:
+    """What a run is, for its MLflow description: which sweep or study made it, its seed, its condition in full."""
+    study = tags.get("optuna_study")
+    what = {"tune": f"Optuna trial {tags.get('optuna_trial')} of the study “{study}” (tuned on the held-out split)",
+            "final": f"The final run of the study “{study}”: its best trial ({tags.get('optuna_best_trial')})'s "
+                     "settings once more, with the test set measured at the end"}.get(tags.get("stage", ""))
+    if what is None:
+        what = "One run of a multirun (its parent run holds the sweep's summary)" if MLFLOW_PARENT_RUN_ID in tags \
+            else "A single run"
+    return (f"{what}, seed {tags.get('seed')}.\n\nCondition (the settings that differ from the defaults; runs of "
+            f"one condition differ only in their seed): `{tags.get('condition', 'defaults')}`\n\n"
+            f"As launched: `{tags.get('overrides') or '(no overrides)'}`")

@@ -14,11 +14,12 @@ import contextlib
 import json
 import logging
 import os
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import RunTag
+from mlflow.entities import Metric, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
 from omegaconf import DictConfig
 
@@ -88,10 +89,10 @@ class ParentRun:
             raise StoreError(f"the tracking store {mask_userinfo(self.uri)} cannot be written: {disk_problem(err)}; "
                              "no job was started") from None
         self.run_id = run.info.run_id
+        self.name = run.info.run_name
         # Masked: the file lies in the sweep dir for anyone to read; a job whose own URI masks to this one
         # uses its own (bn_study.tracking.members), so the password never needs to be on disk.
         self._payload = {"run_id": self.run_id, "tracking_uri": mask_userinfo(self.uri), "experiment_id": experiment_id,
-                         "base_overrides": [mask_userinfo(o) for o in config.hydra.overrides.task],
                          "owner": all_tags[OWNER_TAG], "on_held": "wait"}
         write_parent_file(self.sweep_dir, self._payload)
         log.info("MLflow parent run %s (%s) in %s", self.run_id, description, mask_userinfo(self.uri))
@@ -121,15 +122,38 @@ class ParentRun:
                 raise
             log.warning("the tracking store %s did not take the multirun's tags (%s)", mask_userinfo(self.uri), disk_problem(err))
 
-    def describe_links(self, linked: int, jobs: int) -> None:
-        """Say, in the parent's description, where the runs of this sweep that another launch trained are: they
-        stay under the parent that made them and are linked here by a tag."""
-        if linked:
-            self.set_tags({MLFLOW_RUN_NOTE: (
-                f"{linked} of {jobs} jobs of this sweep were trained by an earlier or another launch (skipped here, "
+    def result_runs(self) -> list:
+        """This sweep's results: its children, and the runs of earlier launches it skipped or continued."""
+        own = self.children()
+        known = {r.info.run_id for r in own}
+        reused = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{reused_tag(self.run_id)}` = 'true'",
+                                         max_results=50000)
+        return own + [r for r in reused if r.info.run_id not in known]
+
+    def links_note(self, linked: int, jobs: int) -> str:
+        """Where the runs of this sweep that another launch trained are: they stay under the parent that made
+        them and are linked here by a tag ("" when there are none)."""
+        if not linked:
+            return ""
+        return (f"{linked} of {jobs} jobs of this sweep were trained by an earlier or another launch (skipped here, "
                 f"or continued from its checkpoint): their runs stay under the parent that started them and carry "
                 f"the tag `{reused_tag(self.run_id)}` — in the runs table, search "
-                f"tags.`{reused_tag(self.run_id)}` = 'true'.")})
+                f"tags.`{reused_tag(self.run_id)}` = 'true'.")
+
+    def log_summary(self, note: str, table: Mapping[str, list], metrics: Mapping[str, float], artifact: str) -> None:
+        """The sweep's result where the UI shows it first: the description, a table artifact, metrics."""
+        try:
+            self.client.log_table(self.run_id, dict(table), artifact)
+            now = int(time.time() * 1000)
+            items = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
+            for i in range(0, len(items), 1000) or [0]:
+                self.client.log_batch(self.run_id, metrics=items[i:i + 1000],
+                                      tags=[] if i else [RunTag(MLFLOW_RUN_NOTE, mask_userinfo(note))])
+        except Exception as err:  # a full store: the summary was printed, closing the run matters more
+            if disk_problem(err) is None:
+                raise
+            log.warning("the tracking store %s did not take the multirun's summary (%s)", mask_userinfo(self.uri),
+                        disk_problem(err))
 
     def finish(self, failed: bool) -> None:
         try:

@@ -25,12 +25,14 @@ from mlflow.utils.mlflow_tags import (
     MLFLOW_PARENT_RUN_ID,
     MLFLOW_SOURCE_NAME,
     MLFLOW_SOURCE_TYPE,
+    MLFLOW_RUN_NOTE,
     MLFLOW_USER,
 )
 
 from bn_study.errors import StoreError, TrackingUnavailable
 from bn_study.util.disk import disk_problem
-from bn_study.tracking.naming import condition_of, run_name
+from bn_study.tracking.condition import DEFAULTS
+from bn_study.tracking.naming import run_description, run_name
 from bn_study.tracking.owner import OWNER_TAG, this_owner
 from bn_study.tracking.provenance import device_name, git_state, user_name
 from bn_study.tracking.store import connect, ensure_experiment
@@ -53,10 +55,11 @@ class RunContext:
     parent_run_id: str | None
     overrides: tuple[str, ...]
     tags: Mapping[str, str]
+    condition: str = DEFAULTS
 
 
 def open_context(uri: str, experiment: str, *, launch_dir: Path, device: torch.device, overrides: Sequence[str],
-                 multirun_dir: str | None, parent_run_id: str | None, base_overrides: Sequence[str] = (),
+                 multirun_dir: str | None, parent_run_id: str | None, condition: str = DEFAULTS,
                  extra_tags: Mapping[str, str] | None = None) -> RunContext:
     if uri.startswith(("http://", "https://")):
         # MLflow's own retries would block a training job for minutes per call while a server is down;
@@ -76,13 +79,13 @@ def open_context(uri: str, experiment: str, *, launch_dir: Path, device: torch.d
         "device": device_name(device),
         "torch_version": torch.__version__,
         "overrides": " ".join(overrides),
-        "condition": condition_of(overrides, base_overrides),
+        "condition": condition,
     }
     if multirun_dir:
         tags["multirun_dir"] = multirun_dir
     tags[OWNER_TAG] = this_owner()
     tags.update(extra_tags or {})
-    return RunContext(client, uri, experiment_id, parent_run_id, tuple(overrides), tags)
+    return RunContext(client, uri, experiment_id, parent_run_id, tuple(overrides), tags, condition)
 
 
 _DISK_ERRORS = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT)
@@ -117,7 +120,8 @@ class MemberRun:
         all_tags = {k: mask_userinfo(v) for k, v in {**ctx.tags, **tags, "seed": str(seed)}.items()}
         if ctx.parent_run_id:
             all_tags[MLFLOW_PARENT_RUN_ID] = ctx.parent_run_id
-        name = mask_userinfo(run_name(ctx.overrides, seed))
+        all_tags[MLFLOW_RUN_NOTE] = run_description(all_tags)
+        name = mask_userinfo(run_name(ctx.condition, seed, all_tags))
         try:
             run = ctx.client.create_run(ctx.experiment_id, run_name=name, tags=all_tags)
         except Exception as err:

@@ -212,9 +212,18 @@ def get_or_create_experiment(client: MlflowClient, name: str, uri: str,
         return found.experiment_id, False
 
 
+# MLflow 3's UI opens an experiment without this tag in its GenAI view (traces, an assistant panel); this
+# kind opens the runs table and charts
+KIND_TAG, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
+
+
 def ensure_experiment(client: MlflowClient, name: str, uri: str) -> str:
-    """The experiment's id, creating it if it does not exist."""
-    return get_or_create_experiment(client, name, uri)[0]
+    """The experiment's id, creating it if it does not exist, marked as model training unless someone set
+    its kind already."""
+    experiment_id, created = get_or_create_experiment(client, name, uri, tags={KIND_TAG: MODEL_TRAINING})
+    if not created and KIND_TAG not in client.get_experiment(experiment_id).tags:
+        client.set_experiment_tag(experiment_id, KIND_TAG, MODEL_TRAINING)
+    return experiment_id
 
 
 def _slug(name: str) -> str:

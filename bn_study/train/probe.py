@@ -2,9 +2,13 @@
 nonlinearity is fed while the network trains (the BatchNorm paper's figure 1).
 
 ``ActivationProbe``: at every epoch end the model runs in eval mode on a fixed batch of validation images,
-and each hidden activation is summarised: mean, std, and the fraction of units that cannot pass a gradient
-well — saturated for sigmoid (output < 0.01 or > 0.99) and tanh (|output| > 0.99), dead for relu (exactly
-0), negative for leaky relu (its units never die; this is how many sit on the leaky side).
+and each hidden activation is summarised: mean, std, and the fraction of its (image, unit) activations that
+pass almost no gradient — ``saturated`` for sigmoid (output < 0.01 or > 0.99) and tanh (|output| > 0.99),
+``zero_frac`` for relu (exactly 0: about half of them in an untrained net, relu's normal sparsity, not
+death), ``negative`` for leaky relu (its units never die; this is how many sit on the leaky side). For relu
+also ``dead_units``: the fraction of the layer's units that are 0 on every probe image — units that pass no
+gradient at all for these images. Every one of them is a fraction in [0, 1], in MLflow and in the reports.
+Runs logged before ``zero_frac`` had its name logged the same number as ``dead`` (``probe_names.LEGACY_NAMES``).
 
 ``PreActivationProbe``: every ``probe.every_steps`` optimizer steps, and at step 0 before training, the
 same fixed batch goes through the model as it trains, and the input of each hidden nonlinearity (a forward
@@ -24,18 +28,19 @@ from torch import Tensor, nn
 
 from bn_study.train.members import Members
 from bn_study.train.model import hidden_activation_names
+from bn_study.train.probe_names import DEAD_UNITS, NEGATIVE, SATURATED, ZERO_FRACTION
 
 PERCENTILES = (15, 50, 85)
 
 
 def _inactive_fraction(act: str) -> tuple[str, Callable[[Tensor], Tensor]]:
     if act == "sigmoid":
-        return "saturated", lambda a: (a < 0.01) | (a > 0.99)
+        return SATURATED, lambda a: (a < 0.01) | (a > 0.99)
     if act == "tanh":
-        return "saturated", lambda a: a.abs() > 0.99
+        return SATURATED, lambda a: a.abs() > 0.99
     if act == "relu":
-        return "dead", lambda a: a == 0
-    return "negative", lambda a: a < 0
+        return ZERO_FRACTION, lambda a: a == 0
+    return NEGATIVE, lambda a: a < 0
 
 
 def _look(net: nn.Module, layers: Sequence[str], forward: Callable[[Tensor], Tensor], x: Tensor, *,
@@ -87,11 +92,15 @@ class ActivationProbe:
             flat = out.flatten(1).float()
             mean = flat.mean(1)
             std = flat.std(1)
-            inactive = self._inactive(flat).float().mean(1)
+            off = self._inactive(out.float())  # [members, samples, units]
+            inactive = off.flatten(1).float().mean(1)
+            dead = off.all(1).float().mean(1) if self.kind == ZERO_FRACTION else None
             for k in range(members):
                 stats[k][f"{name}_mean"] = float(mean[k])
                 stats[k][f"{name}_std"] = float(std[k])
                 stats[k][f"{name}_{self.kind}"] = float(inactive[k])
+                if dead is not None:  # a unit is dead when no probe image makes it non-zero
+                    stats[k][f"{name}_{DEAD_UNITS}"] = float(dead[k])
                 snapshot[k].append(out[k].cpu().numpy())
         if self.first is None:
             self.first = snapshot

@@ -80,15 +80,25 @@ class GridSweeper(BasicSweeper):
         if spec is None:
             return results
         experiment = self.parent.client.get_experiment(self.parent.experiment_id).name
-        shared = list(self.config.hydra.overrides.task)
         before: list[list[str]] = []
-        while extra := more_seeds(spec, self.parent.client, experiment, self.parent.run_id, jobs, shared):
+        while extra := more_seeds(spec, self.parent.client, experiment, self.parent.run_id, jobs, self.conditions):
             if extra == before:  # the last look's jobs left no runs (they crashed first): asking again won't help
                 log.error("sequential seeds: the jobs of the last look logged no runs; no further looks")
                 break
             results += self._launch(extra, first_index=first_index + len(results))
             before = extra
         return results
+
+    def _publish_summary(self, linked: int, jobs: int) -> None:
+        """The result per condition on the parent run: its description, a table artifact, metrics."""
+        from bn_study.sweep import parent_summary as summary
+
+        metric, direction = str(self.config.objective.metric), str(self.config.objective.direction)
+        results = summary.condition_results(self.parent.result_runs(), metric, self.conditions)
+        note = summary.description(results, metric, direction, self.parent.name)
+        links = self.parent.links_note(linked, jobs)
+        self.parent.log_summary(note + (f"\n\n{links}" if links else ""), summary.table(results, metric),
+                                summary.metrics(results, metric), summary.SUMMARY_ARTIFACT)
 
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         pass  # sweep() composed and checked every job before the first batch
@@ -101,6 +111,7 @@ class GridSweeper(BasicSweeper):
         from bn_study.preflight import preflight
         from bn_study.sweep.compose import job_labels
         from bn_study.sweep.summary import any_failed, counts, job_row, print_summary
+        from bn_study.tracking.condition import condition_of_job
         from bn_study.util.redact import save_masked
 
         if self.max_batch_size is not None and (not isinstance(self.max_batch_size, int) or self.max_batch_size < 1):
@@ -113,8 +124,9 @@ class GridSweeper(BasicSweeper):
         self.sequential = sequential_spec(self.config)
         jobs = self.all_jobs(arguments)
         labels = job_labels(jobs)
-        preflight(self.compose_all(jobs, labels), self.config.hydra.runtime.cwd, labels,
-                  launcher=self.config.hydra.launcher)
+        configs = self.compose_all(jobs, labels)
+        preflight(configs, self.config.hydra.runtime.cwd, labels, launcher=self.config.hydra.launcher)
+        self.conditions = [condition_of_job(c, c) for c in configs]
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         save_masked(self.config, sweep_dir / "multirun.yaml")
@@ -140,12 +152,11 @@ class GridSweeper(BasicSweeper):
             except StoreError as err:  # a full disk: what stopped the sweep is the line to show, this one follows
                 log.error("%s", err)
             raise
-        shared = list(self.config.hydra.overrides.task)
-        rows = [job_row(i, r, shared) for i, r in enumerate(results)]
+        rows = [job_row(i, r) for i, r in enumerate(results)]
         print_summary(rows)
         failed = any_failed(rows)
         self.parent.set_tags({f"jobs_{status}": n for status, n in counts(rows).items()})
-        self.parent.describe_links(sum(r.status in ("skipped", "resumed") for r in rows), len(rows))
+        self._publish_summary(sum(r.status in ("skipped", "resumed") for r in rows), len(rows))
         self.parent.finish(failed=failed)
         if failed:
             log.error("%d of %d jobs failed; see the summary above and their MLflow runs",

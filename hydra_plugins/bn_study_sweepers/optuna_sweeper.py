@@ -133,6 +133,11 @@ class OptunaSweeper(Sweeper):
         from bn_study.sweep.results import without_completed_trial
 
         assert self.config is not None and self.launcher is not None
+        import optuna
+
+        # Optuna's own lines ("Using an existing study …") through Hydra's logging, in every other line's format
+        optuna.logging.disable_default_handler()
+        optuna.logging.enable_propagation()
         config = self.config
         plan = SearchPlan.build(arguments, self.params, self.arms, self.trial_overrides, self.final_overrides,
                                 last_override_wins=self.last_override_wins)
