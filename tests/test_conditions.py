@@ -39,4 +39,4 @@ def test_a_trial_and_a_single_run_of_its_settings_share_a_condition(cli, tmp_pat
     assert condition == "optimizer.lr=0.05 data.val=holdout data.limit_train=300 batch_size=64 epochs=1"
     launch(cli, tmp_path / "single", "data.val=holdout", "batch_size=64", "optimizer.lr=0.05", *QUICK)
     assert set(conditions(runs_in, tmp_path / "single").values()) == {condition}
-    assert name == f"{condition} seed=0" and "hydra" not in condition and "BN_STUDY" not in condition
+    assert name == f"trial 0 {condition} seed=0" and "hydra" not in condition and "BN_STUDY" not in condition

@@ -3,6 +3,8 @@ epoch at the same update count for every batch size; the linear scaling rule set
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from bn_study.config.resolvers import linear_scaling
@@ -57,7 +59,8 @@ def test_equal_steps_stops_every_batch_size_at_the_same_update(cli, tmp_path, ru
     text = (out / "README.md").read_text(encoding="utf-8")
     head = next(line for line in text.splitlines() if line.startswith("| condition"))
     assert head.endswith("| epochs to val_acc ≥ 0 (per seed) | steps to val_acc ≥ 0 (per seed) |")
-    rows = {line.split(" | ")[0].rsplit("=", 1)[1]: line for line in text.splitlines() if " batch_size=" in line}
+    rows = {re.search(r"batch_size=(\d+)", line).group(1): line for line in text.splitlines()
+            if line.startswith("| ") and "batch_size=" in line}
     assert rows["16"].endswith("| 1 | 32 |") and rows["64"].endswith("| 1 | 8 |")
     assert "against optimizer steps (log scale)" in text and (out / "per_step.png").stat().st_size > 10_000
 

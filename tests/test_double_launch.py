@@ -29,8 +29,9 @@ def start_together(cwds: list[Path], args: list[str], env: dict[str, str] | None
 
 
 def summary_rows(out: str) -> dict[str, str]:
-    """The summary table's job → objective column, read off the terminal output."""
-    rows = re.findall(r"│ \d+ │ (norm=\S+ act=\S+)\s+│ (\w+)\s+│ ([\d.]*)\s+│", out)
+    """The summary table's job number → objective column, read off the terminal output (a long condition
+    may fold onto a second line; its first line has the number)."""
+    rows = re.findall(r"│ (\d+) │ [^│]*│ (\w+)\s+│ ([\d.]*)\s+│", out)
     return {job: objective for job, status, objective in rows}
 
 

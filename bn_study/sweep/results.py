@@ -39,9 +39,8 @@ def results_document(studies: Sequence[tuple[list[str], optuna.Study]], arm_labe
             entry["solutions"] = [{"params": t.params, "values": t.values} for t in study.best_trials]
         else:
             best = best_trial(study)
-            entry["best_params"] = {k: readable_number(v) if isinstance(v, float) else v
-                                    for k, v in best.params.items()} if best else None
-            entry["best_value"] = readable_number(best.value) if best else None
+            entry["best_params"] = dict(best.params) if best else None
+            entry["best_value"] = best.value if best else None  # Hydra's plugin's keys: every digit
             entry["best_trial"] = best.number if best else None
         final = final_outcomes.get(study.study_name)
         if final is not None:

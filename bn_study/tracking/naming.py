@@ -40,7 +40,11 @@ def readable(condition: str, digits: int = 4) -> str:
             number = float(value) if eq and any(c in value for c in ".e") else None
         except ValueError:
             number = None
-        out.append(f"{key}={number:.{digits}g}" if number is not None else token)
+        if number is None:
+            out.append(token)
+            continue
+        shown = f"{number:.{digits}g}"
+        out.append(f"{key}={shown}.0" if "." in value and not any(c in shown for c in ".e") else f"{key}={shown}")
     return " ".join(out)
 
 
