@@ -28,7 +28,9 @@ def start(tmp_path: Path, *args: str) -> tuple[subprocess.Popen, Path, Path]:
     cmd = [sys.executable, "-m", "bn_study", *args, "epochs=40", "data.limit_train=2000", "progress=false",
            f"checkpoint_dir={tmp_path / 'checkpoints'}"]
     with open(out, "w") as o, open(err, "w") as e:
-        proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=o, stderr=e, env=env)
+        # as from a terminal: a pytest started in the background (`cmd &`) hands its children SIGINT ignored
+        proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=o, stderr=e, env=env,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     return proc, out, err
 
 

@@ -68,7 +68,7 @@ def test_runs_that_never_arrive_count_as_one_epoch_past_their_last():
 
 
 def censored(cond: Condition, threshold: float, by: str = "epochs") -> tuple[list[float], int]:
-    values, late = epochs_by_run(cond, "val_acc", threshold, with_failed=False, by=by)
+    values, late, _ = epochs_by_run(cond, "val_acc", threshold, with_failed=False, by=by)
     return [v for _, v in values], late
 
 
@@ -181,14 +181,16 @@ def test_faster_without_censoring_adds_no_note():
     slower = arm(NONE, [epochs(1, 3, 2)] * 5)
     comp = Comparison("faster", SEL_BN, SEL_NONE, threshold=90)
     assert evaluate_part(comp, [FAST, slower]) == PartResult(
-        comp, FAST, slower, exact([1.0] * 5), exact([2.0] * 5), Difference(1.0, 1.0, 1.0, math.inf, 0.0, "welch", 10),
-        SUPPORTED, ())
+        comp, FAST, slower, exact([1.0] * 5), exact([2.0] * 5),
+        # every seed alike, but each time is known only to its epoch: (0, 2), never [1, 1]; 0 excluded
+        Difference(1.0, 0.0, 2.0, math.inf, 0.0, "welch", 10, slack=(1.0, 1.0)), SUPPORTED, ())
 
 
 def test_faster_than_a_run_that_never_arrives_is_supported_and_says_so():
     comp = Comparison("faster", SEL_BN, SEL_NONE, threshold=90.5)
     assert evaluate_part(comp, [FAST, NEVER]) == PartResult(
-        comp, FAST, NEVER, exact([1.0] * 5), exact([4.0] * 5), Difference(3.0, 3.0, 3.0, math.inf, 0.0, "welch", 10),
+        comp, FAST, NEVER, exact([1.0] * 5), exact([4.0] * 5), Difference(3.0, 2.0, 4.0, math.inf, 0.0, "welch", 10,
+                                                                         slack=(1.0, 1.0)),
         SUPPORTED, ("runs that never reached 90.5 count as one epoch past the end (A: 0, B: 5)",),
         withheld=(CONTRADICTED,), censored=(0, 5))
 
@@ -196,7 +198,8 @@ def test_faster_than_a_run_that_never_arrives_is_supported_and_says_so():
 def test_slower_when_the_slow_arm_never_arrives_is_not_supported():
     comp = Comparison("faster", SEL_NONE, SEL_BN, threshold=90)
     assert evaluate_part(comp, [FAST, NEVER]) == PartResult(
-        comp, NEVER, FAST, exact([4.0] * 5), exact([1.0] * 5), Difference(-3.0, -3.0, -3.0, math.inf, 0.0, "welch", 10),
+        comp, NEVER, FAST, exact([4.0] * 5), exact([1.0] * 5), Difference(-3.0, -4.0, -2.0, math.inf, 0.0, "welch", 10,
+                                                                            slack=(1.0, 1.0)),
         CONTRADICTED, ("runs that never reached 90 count as one epoch past the end (A: 5, B: 0)",),
         withheld=(EXCEEDED, SUPPORTED), censored=(5, 0))
 
@@ -205,11 +208,9 @@ def test_not_faster_is_withheld_when_b_was_censored():
     never_a = arm(BN, [epochs(1, 3, None)] * 5)
     comp = Comparison("faster", SEL_BN, SEL_NONE, threshold=90)
     assert evaluate_part(comp, [never_a, NEVER]) == PartResult(
-        comp, never_a, NEVER, exact([4.0] * 5), exact([4.0] * 5), Difference(0.0, 0.0, 0.0, math.inf, 0.0, "welch", 10),
-        INCONCLUSIVE,
-        ("runs that never reached 90 count as one epoch past the end (A: 5, B: 5)",
-         "censored runs make this effect only a bound, so the verdict (contradicted) is withheld; "
-         "more epochs would settle it"), withheld=(CONTRADICTED, EXCEEDED, SUPPORTED), censored=(5, 5))
+        comp, never_a, NEVER, exact([4.0] * 5), exact([4.0] * 5),
+        Difference(0.0, -1.0, 1.0, math.inf, 0.0, "welch", 10, slack=(1.0, 1.0)), INCONCLUSIVE,
+        ("runs that never reached 90 count as one epoch past the end (A: 5, B: 5)",), withheld=(CONTRADICTED, EXCEEDED, SUPPORTED), censored=(5, 5))
 
 
 def test_faster_is_withheld_when_a_was_censored():
@@ -226,7 +227,7 @@ def test_faster_is_withheld_when_a_was_censored():
                                "withheld; more epochs would settle it"), withheld=(EXCEEDED, SUPPORTED),
                               censored=(1, 0))
     e = part.effect
-    assert (e.estimate, e.low, e.high, e.df) == pytest.approx((7.0, 7 - h, 7 + h, 4))
+    assert (e.estimate, e.low, e.high, e.df) == pytest.approx((7.0, 7 - h - 1, 7 + h + 1, 4))
     assert part.effect.low > 0  # without the censoring this would have been "supported"
 
 
@@ -246,6 +247,9 @@ def test_time_in_steps_is_the_steps_made_by_the_epoch_that_reached_it_or_one_epo
     # 8 steps long) → 48; a run that logged no steps is left out of a count in steps
     assert censored(cond, 90, by="steps") == ([20.0, 40.0, 48.0], 2)
     assert censored(cond, 90) == ([2.0, 4.0, 3.0, 1.0], 2)
+    # each time is known to its epoch: in steps the longest such epoch (10; the cut-short one is 8)
+    assert epochs_by_run(cond, "val_acc", 90, with_failed=False, by="steps")[2] == 10.0
+    assert epochs_by_run(cond, "val_acc", 90, with_failed=False)[2] == 1.0
     only = run(NONE, 0, {"val_acc": {1: 50.0}, "steps": {1: 938.0}})
     assert steps_at(only, 1) == 938.0 and steps_at(only, 2) == 1876.0  # a single epoch: its own length again
 
@@ -260,6 +264,10 @@ def test_faster_by_steps_can_reverse_faster_by_epochs():
     assert by_epochs.verdict == SUPPORTED and by_epochs.effect.estimate == pytest.approx(8.4 - 2)
     assert by_steps.verdict == CONTRADICTED
     assert by_steps.effect.estimate == pytest.approx(938 * 8.4 - 30000)
+    # B − A: B's time may be up to one of B's epochs shorter (938 steps), A's up to one of A's (15 000)
+    assert by_steps.effect.slack == (938.0, 15000.0)
+    assert (by_steps.effect.low, by_steps.effect.high) == pytest.approx(
+        by_steps.effect.interval()) and by_steps.effect.high - by_steps.effect.estimate > 15000
     assert by_steps.comparison.measured() == "steps to reach val_acc ≥ 90" and by_steps.comparison.unit() == " steps"
 
 

@@ -230,7 +230,7 @@ def test_a_run_that_never_got_there_makes_the_effect_a_bound_not_an_exact_interv
     # the bn_vs_none report's "11.0 ± 0.0" and "+8.0 epochs [+8.0, +8.0]"
     part = evaluate_part(FAST, [reaching("norm=bn1", 3), reaching("norm=none", None)])
     text = effect_cell(part)
-    assert text.startswith("≥ +8.0 epochs [+8.0, +∞)") and "5 of B's runs never got there" in text
+    assert text.startswith("≥ +8.0 epochs (+7.0, +∞)") and "5 of B's runs never got there" in text
     row = next(ln for ln in claims_table([evaluate(ClaimSpec("c", "c", (FAST,)), [reaching("norm=bn1", 3),
                                                                              reaching("norm=none", None)])])
                if ln.startswith("| **1."))
@@ -238,7 +238,7 @@ def test_a_run_that_never_got_there_makes_the_effect_a_bound_not_an_exact_interv
     # A never got there: an upper bound
     slow = evaluate_part(Comparison("faster", {"norm": "none"}, {"norm": "bn1"}, threshold=90),
                          [reaching("norm=bn1", 3), reaching("norm=none", None)])
-    assert effect_cell(slow).startswith("≤ -8.0 epochs (−∞, -8.0]")
+    assert effect_cell(slow).startswith("≤ -8.0 epochs (−∞, -7.0)")
     # neither did: nothing to say, and no verdict (fashion_bn's "+0.0 epochs [+0.0, +0.0]")
     both = evaluate_part(FAST, [reaching("norm=bn1", None), reaching("norm=none", None)])
     assert effect_cell(both).startswith("not measured: runs of both arms never reached 90")
@@ -257,10 +257,15 @@ def test_some_censored_runs_make_the_arms_mean_a_lower_bound():
     assert "none: ≥ 8.0 (n=5; 2 never reached 90, counted one epoch past their end)" in row
 
 
-def test_an_uncensored_effect_without_spread_says_why_it_has_none():
+def test_an_effect_without_spread_is_still_no_zero_width_interval():
+    # batch_size's "+1.0 epochs [+1.0, +1.0]": every seed alike, but each time only known to its epoch
     part = evaluate_part(FAST, [reaching("norm=bn1", 1), reaching("norm=none", 4)])
-    assert effect_cell(part) == ("+3.0 epochs [+3.0, +3.0] (every seed alike, so no spread; runs are evaluated at "
-                                 "epoch ends: each time is known to one epoch)")
+    assert effect_cell(part) == ("+3.0 epochs (+2.0, +4.0); runs are read at epoch ends, so each time is known only "
+                                 "to its epoch: widened by 1.0 below and 1.0 above, ends excluded")
+    assert part.verdict == "supported"  # (2, 4) lies in "≥ 2 epochs sooner"
+    barely = evaluate_part(FAST, [reaching("norm=bn1", 1), reaching("norm=none", 2)])
+    # one epoch apart, each known to its epoch: the lead is under 2 epochs, whatever happened within them
+    assert effect_cell(barely).startswith("+1.0 epochs (+0.0, +2.0)") and barely.verdict == "contradicted"
 
 
 @pytest.mark.parametrize("stat", ["inactve", "dead"])

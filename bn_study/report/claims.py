@@ -23,7 +23,7 @@ from bn_study.report.sensitivity import resolved
 from bn_study.report.spec import ClaimSpec, Comparison, Selector, higher_is_better
 from bn_study.report.stats import (ALPHA, CONTRADICTED, DECIDED, EXCEEDED, INCONCLUSIVE, LEVEL, PAIRED, SUPPORTED,
                                    Difference, Summary, binomial_se, combine, contrast, holm, paired,
-                                   p_values, summarize, verdict)
+                                   p_values, summarize, verdict, widened)
 
 @dataclass(frozen=True)
 class PartResult:
@@ -60,7 +60,7 @@ class PartResult:
     def verdict_at(self, level: float) -> str:
         if self.effect is None:
             return INCONCLUSIVE
-        v = verdict(*self.effect.interval(level), self.comparison.region())
+        v = verdict(*self.effect.interval(level), self.comparison.region(), self.effect.open_ends)
         return INCONCLUSIVE if v in self.withheld else v
 
     @property
@@ -113,15 +113,16 @@ def _run_counts(cond: Condition, role: str) -> str | None:
     return f"{role}: {len(lost)} of {len(cond.runs)} runs did not finish ({states}) and are left out"
 
 
-def _values(comp: Comparison, cond: Condition | None, worst: float | None) -> tuple[list[tuple[RunRecord, float]], int]:
+def _values(comp: Comparison, cond: Condition | None,
+            worst: float | None) -> tuple[list[tuple[RunRecord, float]], int, float]:
     """The numbers compared, one per run (finished runs; failed ones too, at ``worst``, unless it is None),
-    and how many of them are censored (``faster`` only)."""
+    how many of them are censored and the grain they are known to (``faster`` only)."""
     if cond is None:
-        return [], 0
+        return [], 0, 0.0
     if comp.test == "faster":
         assert comp.threshold is not None
         return epochs_by_run(cond, comp.metric, comp.threshold, with_failed=worst is not None, by=comp.by)
-    return run_values(cond, comp.metric, comp.epoch, worst), 0
+    return run_values(cond, comp.metric, comp.epoch, worst), 0, 0.0
 
 
 def _gain(comp: Comparison, va: Sequence[tuple[RunRecord, float]], vb: Sequence[tuple[RunRecord, float]],
@@ -170,6 +171,12 @@ def evaluate_part(comp: Comparison, conditions: Sequence[Condition], *, failures
         gains = (_estimate(comp, terms), _estimate(comp, [(-c, xs) for c, xs in second]))
         terms = terms + second
     effect = _estimate(comp, terms)
+    if effect is not None and comp.test == "faster":
+        # a time E lies in (E − grain, E]: +c·time can be up to c·grain lower, −c·time up to c·grain higher
+        grains = [g for _, _, g in values]
+        coefs = [c for c, _ in terms]
+        effect = widened(effect, math.fsum(c * g for c, g in zip(coefs, grains) if c > 0),
+                         math.fsum(-c * g for c, g in zip(coefs, grains) if c < 0))
     withheld: tuple[str, ...] = ()
     if comp.test == "faster":
         ca, cb = values[0][1], values[1][1]
@@ -193,7 +200,7 @@ def evaluate_part(comp: Comparison, conditions: Sequence[Condition], *, failures
         return replace(result, notes=tuple(notes), gains=gains)
     result = replace(result, effect=effect, withheld=tuple(sorted(set(withheld))), gains=gains)
     v = result.verdict_at(LEVEL)
-    raw = verdict(effect.low, effect.high, comp.region())
+    raw = verdict(effect.low, effect.high, comp.region(), effect.open_ends)
     if v != raw:
         notes.append(f"censored runs make this effect only a bound, so the verdict ({raw}) is withheld; "
                      "more epochs would settle it")

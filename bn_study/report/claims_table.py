@@ -24,10 +24,23 @@ def _censored_effect(part: PartResult) -> str | None:
     if ca and cb:
         return (f"not measured: runs of both arms never reached {comp.threshold:g} (A: {ca}, B: {cb}), so the "
                 "difference has no bound either way")
+    lo, hi = ("(", ")") if e.open_ends else ("[", "]")
     if cb:
-        return (f"≥ {signed(m, e.estimate)}{unit} [{signed(m, e.low)}, +∞): a lower bound, {cb} of B's runs never "
-                "got there")
-    return f"≤ {signed(m, e.estimate)}{unit} (−∞, {signed(m, e.high)}]: an upper bound, {ca} of A's runs never got there"
+        return (f"≥ {signed(m, e.estimate)}{unit} {lo}{signed(m, e.low)}, +∞): a lower bound, {cb} of B's runs never "
+                f"got there{_grain_note(part)}")
+    return (f"≤ {signed(m, e.estimate)}{unit} (−∞, {signed(m, e.high)}{hi}: an upper bound, {ca} of A's runs never "
+            f"got there{_grain_note(part)}")
+
+
+def _grain_note(part: PartResult) -> str:
+    """Why a ``faster`` interval is wider than the seeds' spread: a time read at an epoch's end is known only
+    to that epoch."""
+    e, comp = part.effect, part.comparison
+    if e is None or not e.open_ends:
+        return ""
+    m = comp.quantity()
+    return (f"; runs are read at epoch ends, so each time is known only to its epoch: widened by "
+            f"{number(m, e.slack[0])} below and {number(m, e.slack[1])} above, ends excluded")
 
 
 def effect_cell(part: PartResult) -> str:
@@ -39,10 +52,8 @@ def effect_cell(part: PartResult) -> str:
         return bound
     unit, m = comp.unit(), comp.quantity()
     e = part.effect
-    text = f"{signed(m, e.estimate)}{unit} [{signed(m, e.low)}, {signed(m, e.high)}]"
-    if comp.test == "faster" and e.low == e.high:
-        grain = "epoch" if comp.by == "epochs" else "epoch's steps"
-        text += f" (every seed alike, so no spread; runs are evaluated at epoch ends: each time is known to one {grain})"
+    lo, hi = ("(", ")") if e.open_ends else ("[", "]")
+    text = f"{signed(m, e.estimate)}{unit} {lo}{signed(m, e.low)}, {signed(m, e.high)}{hi}{_grain_note(part)}"
     rel = part.relative_error
     if rel is not None:
         text += f"; errors {-rel[0] * 100:+.0f} % vs B [{-rel[2] * 100:+.0f}, {-rel[1] * 100:+.0f}]"

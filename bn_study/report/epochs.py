@@ -40,11 +40,13 @@ def steps_at(run: RunRecord, epoch: int) -> float | None:
 
 
 def epochs_by_run(cond: Condition, metric: str, threshold: float, with_failed: bool,
-                  by: str = "epochs") -> tuple[list[tuple[RunRecord, float]], int]:
-    """Per run, the epochs (or steps) it needed to reach the threshold, and how many runs are censored: a
-    finished run that never got there counts as its last epoch + 1, a failed one (``with_failed``) as its
-    planned epochs + 1. A run without a ``steps`` metric is left out of a count in steps."""
-    out, censored = [], 0
+                  by: str = "epochs") -> tuple[list[tuple[RunRecord, float]], int, float]:
+    """Per run, the epochs (or steps) it needed to reach the threshold, how many runs are censored, and the
+    grain of those times: a finished run that never got there counts as its last epoch + 1, a failed one
+    (``with_failed``) as its planned epochs + 1. Runs are read at epoch ends, so a time E means "somewhere in
+    (E − 1, E]": the grain is one epoch, or in steps the longest epoch (in steps) any of the times ends.
+    A run without a ``steps`` metric is left out of a count in steps."""
+    out, censored, grain = [], 0, 0.0
     for run in cond.runs:
         if run.finished:
             hit = epochs_to_reach(run, metric, threshold)
@@ -58,6 +60,8 @@ def epochs_by_run(cond: Condition, metric: str, threshold: float, with_failed: b
         value = float(hit) if by != STEPS else steps_at(run, hit)
         if value is None:
             continue
+        before = 0.0 if by != STEPS or hit <= 1 else steps_at(run, hit - 1)
+        grain = max(grain, 1.0 if by != STEPS else value - (before or 0.0))
         censored += late
         out.append((run, value))
-    return out, censored
+    return out, censored, grain

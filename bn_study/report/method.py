@@ -24,7 +24,9 @@ METHOD = """\
   interval); *faster* — fewer epochs to a threshold, a run that never reached it counting as one epoch
   past its end (a verdict that censoring could flip is withheld, and the effect is shown as the bound it
   is: ≥ when only B has such runs, ≤ when only A has, not measured when both have; an arm all of whose runs
-  never got there as `>E`); *interaction* — A's gain over B under
+  never got there as `>E`; runs are read at epoch ends, so a time E means somewhere in (E − 1, E]: the
+  interval is widened by one epoch — in steps, by the epoch's steps — on each side and excludes its ends,
+  never zero-wide when every seed took the same epochs); *interaction* — A's gain over B under
   one setting minus the same gain under another. A claim with several parts holds only if all hold.
 - **Holm**: the headline verdict of each claim is Holm's step-down across the report's claims (the
   k-th smallest p of m is judged at level 1 − α/(m − k + 1), α = 0.05), so the chance of any wrong

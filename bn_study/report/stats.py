@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from scipy import stats as sps
 
@@ -100,23 +100,31 @@ class Difference:
     se: float = 0.0
     analysis: str = WELCH
     n: int = 0
+    # how far below and above the t-interval the effect may still lie because the values compared are known
+    # only to a grain (times to a threshold, read at epoch ends); the interval then is open at both ends
+    slack: tuple[float, float] = (0.0, 0.0)
+
+    @property
+    def open_ends(self) -> bool:
+        return any(self.slack)
 
     def interval(self, level: float = LEVEL) -> tuple[float, float]:
-        if self.se == 0.0:
-            return self.estimate, self.estimate
-        h = _t(self.df, level) * self.se
-        return self.estimate - h, self.estimate + h
+        h = 0.0 if self.se == 0.0 else _t(self.df, level) * self.se
+        return self.estimate - h - self.slack[0], self.estimate + h + self.slack[1]
 
     def p_beyond(self, bound: float, above: bool, at: bool = False) -> float:
         """The two-sided-equivalent p-value for "the effect lies strictly above (or below) ``bound``" (``at``:
         or exactly at it): the largest 1 − level at which the interval still lies entirely on that side of it.
-        ``at`` decides only an effect known exactly (no spread over seeds), which can sit on a bound."""
+        ``at`` decides only an effect known exactly (no spread over seeds), which can sit on a bound; an
+        interval with open ends (``slack``) may end on the bound itself."""
         if math.isinf(bound):
             return 0.0 if (bound < 0) == above else 1.0
+        end = self.estimate - self.slack[0] if above else self.estimate + self.slack[1]
+        at = at or self.open_ends
         if self.se == 0.0:
-            beyond = self.estimate > bound if above else self.estimate < bound
-            return 0.0 if beyond or (at and self.estimate == bound) else 1.0
-        z = (self.estimate - bound) / self.se
+            beyond = end > bound if above else end < bound
+            return 0.0 if beyond or (at and end == bound) else 1.0
+        z = (end - bound) / self.se
         one_sided = float(sps.t.sf(z if above else -z, self.df))
         return min(1.0, 2.0 * one_sided)
 
@@ -130,6 +138,14 @@ def _difference(estimate: float, variance_terms: Sequence[tuple[float, int]], an
     df = se ** 4 / math.fsum(v ** 2 / (k - 1) for v, k in variance_terms if v > 0)
     h = _t(df, level) * se
     return Difference(estimate, estimate - h, estimate + h, df, se, analysis, n)
+
+
+def widened(d: Difference, below: float, above: float) -> Difference:
+    """``d`` with the grain of the values it compares: the effect may lie up to ``below`` under its interval
+    and ``above`` over it (never a zero-width interval for values known only to a grain)."""
+    if not (below or above):
+        return d
+    return replace(d, low=d.low - below, high=d.high + above, slack=(below, above))
 
 
 def welch(a: Sequence[float], b: Sequence[float], level: float = LEVEL) -> Difference | None:
@@ -202,14 +218,21 @@ class Region:
         return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}{unit}"
 
 
-def verdict(lo: float, hi: float, region: Region) -> str:
+def verdict(lo: float, hi: float, region: Region, open_ends: bool = False) -> str:
     """The rule: CI inside the region → supported; CI below it → contradicted; above it → the region's
-    ``above`` (exceeded, or contradicted for "A is not better"); else inconclusive."""
-    if region.contains_interval(lo, hi):
+    ``above`` (exceeded, or contradicted for "A is not better"); else inconclusive. ``open_ends``: the
+    interval excludes its ends, so it may end on a bound the region excludes."""
+    if open_ends:  # every bound of the region counts as closed: (lo, hi) holds none of its own ends
+        region = replace(region, low_open=False, high_open=False)
+        inside, below, above = (region.contains_interval(lo, hi), hi <= region.low, lo >= region.high)
+    else:
+        inside, below, above = (region.contains_interval(lo, hi), region.below_interval(lo, hi),
+                                region.above_interval(lo, hi))
+    if inside:
         return SUPPORTED
-    if region.below_interval(lo, hi):
+    if below:
         return CONTRADICTED
-    if region.above_interval(lo, hi):
+    if above:
         return region.above
     return INCONCLUSIVE
 
