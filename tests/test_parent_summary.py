@@ -39,6 +39,8 @@ def test_the_parent_run_holds_the_sweeps_summary(cli, tmp_path, runs_in):
         assert f"| `{condition}` | 0,1,2 | {mean:.4f} ± {half:.4f} | 3 | 0 |" in note
     best = max(expected, key=lambda c: expected[c][0])
     assert f"Best: `{best}` — {expected[best][0]:.4f} ± {expected[best][1]:.4f}." in note
+    # what a condition leaves out is said once: the defaults of the settings the conditions name
+    assert "has its default: `data.limit_train=null epochs=10 norm=none`." in note
 
     path = Path(client.download_artifacts(parent.info.run_id, "summary.json", str(tmp_path / "dl")))
     table = json.loads(path.read_text())

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from mlflow.entities import Run
 
 from bn_study.report.stats import Summary, summarize
+from bn_study.tracking.condition import DEFAULTS
 from bn_study.tracking.naming import readable
 from bn_study.util.text import plural
 
@@ -71,8 +72,10 @@ def table(results: Sequence[ConditionResult], metric: str) -> dict[str, list]:
     }
 
 
-def description(results: Sequence[ConditionResult], metric: str, direction: str, command: str) -> str:
-    """The parent's description (Markdown, as the UI renders it): the result first, then how to read it."""
+def description(results: Sequence[ConditionResult], metric: str, direction: str, command: str,
+                defaults: str = "") -> str:
+    """The parent's description (Markdown, as the UI renders it): the result first, then how to read it;
+    ``defaults``: the default of each setting the conditions name, which a condition leaving it out has."""
     scored = [r for r in results if r.objective is not None]
     lines = [f"**{command}** — {plural(len(results), 'condition')}, {plural(sum(len(r.seeds) for r in results), 'run')}. "
              f"`{metric}` at the last epoch, mean ± 95 % t-interval over the finished seeds "
@@ -83,6 +86,9 @@ def description(results: Sequence[ConditionResult], metric: str, direction: str,
     lines += [f"| condition | seeds | {metric} | finished | failed |", "|---|---|---|---|---|"]
     lines += [f"| `{readable(r.condition)}` | {_seeds(r.seeds)} | {_mean_ci(r.objective)} | {r.finished} | {r.failed} |"
               for r in results]
+    if defaults:
+        lines += ["", f"A condition names only the settings that differ from the defaults; one that leaves a "
+                      f"setting out (`{DEFAULTS}` leaves out all) has its default: `{readable(defaults)}`."]
     lines += ["", "Runs of one condition differ only in their seed: in the runs table, group by the tag "
               "`condition` and chart `" + metric + "`."]
     return "\n".join(lines)

@@ -100,6 +100,14 @@ class Conditions:
         tokens += [((top.get(k.split(".")[0], len(top)), 1, order[k]), f"{k}={show(v)}") for k, v in values.items()]
         return " ".join(t for _, t in sorted(tokens, key=lambda t: t[0])) or DEFAULTS
 
+    def defaults_of(self, conditions: Sequence[str]) -> str:
+        """The default of every setting these conditions name (``act=sigmoid norm=none``): what a condition
+        that leaves a setting out, ``defaults`` among them, has."""
+        groups, values = self._reference(())
+        keys = dict.fromkeys(t.split("=", 1)[0] for c in conditions if c != DEFAULTS for t in c.split(" ") if "=" in t)
+        return " ".join(f"{k}={groups[k]}" if k in groups else f"{k}={show(values[k])}"
+                        for k in keys if k in groups or k in values)
+
 
 def hydra_conditions(config_name: str, keep: Sequence[str] = ()) -> Conditions:
     """Conditions against the primary config ``config_name`` on the running Hydra app's search path."""
@@ -118,8 +126,18 @@ def _cached(config_name: str, keep: tuple[str, ...]) -> Conditions:
     return hydra_conditions(config_name, keep)
 
 
-def condition_of_job(cfg: DictConfig, hydra_cfg: DictConfig) -> str:
-    """The condition of a job Hydra composed (``hydra_cfg``: its ``HydraConfig``, or a JobReturn's)."""
+def _conditions_of(hydra_cfg: DictConfig) -> tuple[Conditions, DictConfig]:
     hc = hydra_cfg.hydra if "hydra" in hydra_cfg else hydra_cfg
     keep = tuple(o for o in hc.overrides.task if o.lstrip("+~").startswith("hydra."))
-    return _cached(str(hc.job.config_name), keep).of(cfg, hc.runtime.choices)
+    return _cached(str(hc.job.config_name), keep), hc
+
+
+def condition_of_job(cfg: DictConfig, hydra_cfg: DictConfig) -> str:
+    """The condition of a job Hydra composed (``hydra_cfg``: its ``HydraConfig``, or a JobReturn's)."""
+    conditions, hc = _conditions_of(hydra_cfg)
+    return conditions.of(cfg, hc.runtime.choices)
+
+
+def defaults_of_jobs(hydra_cfg: DictConfig, conditions: Sequence[str]) -> str:
+    """``Conditions.defaults_of`` for the primary config of a job Hydra composed."""
+    return _conditions_of(hydra_cfg)[0].defaults_of(conditions)

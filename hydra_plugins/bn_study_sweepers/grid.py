@@ -92,10 +92,12 @@ class GridSweeper(BasicSweeper):
     def _publish_summary(self, linked: int, jobs: int) -> None:
         """The result per condition on the parent run: its description, a table artifact, metrics."""
         from bn_study.sweep import parent_summary as summary
+        from bn_study.tracking.condition import defaults_of_jobs
 
         metric, direction = str(self.config.objective.metric), str(self.config.objective.direction)
         results = summary.condition_results(self.parent.result_runs(), metric, self.conditions)
-        note = summary.description(results, metric, direction, self.parent.name)
+        note = summary.description(results, metric, direction, self.parent.name,
+                                   defaults_of_jobs(self.config, [r.condition for r in results]))
         links = self.parent.links_note(linked, jobs)
         self.parent.log_summary(note + (f"\n\n{links}" if links else ""), summary.table(results, metric),
                                 summary.metrics(results, metric), summary.SUMMARY_ARTIFACT)
