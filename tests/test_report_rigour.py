@@ -20,7 +20,8 @@ from bn_study.report.collect import Condition, RunRecord, override_choices
 from bn_study.report.load import parse_spec
 from bn_study.report.sequential import judge
 from bn_study.report.stats import (CONTRADICTED, EXCEEDED, INCONCLUSIVE, PAIRED, SUPPORTED, Difference, Region,
-                                   binomial_se, holm, look_alphas, p_values, spent, verdict)
+                                   binomial_se, holm, p_values, verdict)
+from bn_study.report.spending import look_alphas, spent
 
 SEEDS = range(5)
 SEED_EFFECT = (-3.0, 1.0, -1.0, 2.0, 1.0)  # what each seed adds to every condition (shared init and order)

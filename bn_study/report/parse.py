@@ -9,7 +9,8 @@ from typing import Any
 from bn_study.errors import UserError
 from bn_study.report.spec import (BEST, DEFAULT_CURVES, EPOCHS, PROBE_STATS, SPEED_UNITS, FIGURE_KINDS, RANGE, TESTS, ClaimSpec, Comparison,
                                   ConditionSpec, FigureSpec, ReportSpec, Selector, SensitivitySpec, SequentialSpec)
-from bn_study.report.stats import ANALYSES, SPENDING, WELCH
+from bn_study.report.spending import SPENDING
+from bn_study.report.stats import ANALYSES, WELCH
 from bn_study.util.overrides import bare_key
 
 

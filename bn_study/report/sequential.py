@@ -2,7 +2,7 @@
 
 Without ``sequential`` every claim is judged on all its runs and Holm shares α among the claims. With it,
 the seeds are taken in looks: the planned seeds first, then ``add`` more per look up to ``max_seeds``.
-Look k may spend α_k (the increments of an α-spending function, ``stats.look_alphas``); Holm shares α_k
+Look k may spend α_k (the increments of an α-spending function, ``spending.look_alphas``); Holm shares α_k
 among the claims still undecided at that look, and a claim decided at a look keeps that verdict. The
 grid sweeper asks the same function which claims are still undecided, so it adds seeds to exactly the
 conditions the report will judge again. Every look is recomputed from the store: the seeds of look k are
@@ -17,7 +17,8 @@ from dataclasses import dataclass, replace
 from bn_study.report.claims import ClaimResult, correct, evaluate
 from bn_study.report.collect import Condition, select
 from bn_study.report.spec import ClaimSpec, ReportSpec, SequentialSpec
-from bn_study.report.stats import ALPHA, INCONCLUSIVE, look_alphas
+from bn_study.report.spending import look_alphas
+from bn_study.report.stats import ALPHA, INCONCLUSIVE
 
 
 @dataclass(frozen=True)

@@ -195,7 +195,7 @@ class SensitivitySpec:
 @dataclass(frozen=True)
 class SequentialSpec:
     """Seeds added in batches to the conditions of undecided claims, after the planned ones, up to a cap;
-    each look spends part of α (``stats.look_alphas``)."""
+    each look spends part of α (``spending.look_alphas``)."""
 
     add: int  # seeds per condition added at each further look
     max_seeds: int  # the cap per condition, planned seeds included
