@@ -15,9 +15,9 @@ from bn_study.errors import UserError
 from bn_study.report.claims import evaluate, evaluate_part
 from bn_study.report.collect import Condition, override_choices
 from bn_study.report.load import parse_spec
-from bn_study.report.sensitivity import arm_summaries, arms, best_condition, good_ranges
+from bn_study.report.sensitivity import arm_summaries, arms, best_condition, good_ranges, range_grain
 from bn_study.report.spec import Comparison, SensitivitySpec
-from bn_study.report.stats import CONTRADICTED, PAIRED, SUPPORTED
+from bn_study.report.stats import CONTRADICTED, INCONCLUSIVE, PAIRED, SUPPORTED
 from test_report_stats import run
 
 LR = "optimizer.lr"
@@ -96,6 +96,10 @@ def test_a_seeds_good_range_is_its_share_of_the_log_axis_that_reaches_the_thresh
     [arm] = arms(uneven, LR)
     # widths: 0.001 → 1 (its one gap), 0.01 → (1 + 2)/2, 1.0 → 2
     assert good_ranges(arm, "val_acc", None, 96.0) == {0: 1.0 + 1.5}
+    # its one edge lies between 0.01 and 1.0 and is counted midway: off by up to half that gap, a decade
+    assert range_grain(arm, "val_acc", None, 96.0) == pytest.approx(1.0)
+    [arm] = arms(conds, LR)
+    assert range_grain(arm, "val_acc", None, 96.0) == pytest.approx(1.0)  # seed 1: two edges, half a decade each
 
 
 def test_a_wider_range_claim_compares_the_seeds_ranges_in_pairs():
@@ -109,7 +113,20 @@ def test_a_wider_range_claim_compares_the_seeds_ranges_in_pairs():
     # bn1's seeds reach 96 at 3, 2 and 3 grid values a decade apart; none's at 1 each
     assert [v for v in (part.a_summary.mean, part.b_summary.mean)] == pytest.approx([8 / 3, 1.0])
     assert part.effect.estimate == pytest.approx(5 / 3)  # seed gains: 2, 1, 2 decades
-    assert part.verdict == SUPPORTED
+    # each range is known only to the grid: bn1's seed 1 has one edge (half a decade off at most), none's
+    # seeds two (a decade): the paired interval is widened by 0.5 + 1.0 each way, its ends excluded
+    half = sps.t.ppf(0.975, 2) * math.sqrt(1 / 3) / math.sqrt(3)
+    assert part.effect.open_ends and part.effect.slack == pytest.approx((1.5, 1.5))
+    assert (part.effect.low, part.effect.high) == pytest.approx((5 / 3 - half - 1.5, 5 / 3 + half + 1.5))
+    assert part.verdict == INCONCLUSIVE  # 5/3 ± 1.43 alone would be "supported": the grid cannot tell
+    # on a grid a tenth of a decade apart the same story is decided: widened by 0.05 + 0.1 only
+    fine = [f"{10 ** (k / 10):.6g}" for k in range(11)]
+    conds = (grid("act=sigmoid norm=bn1", {lr: [97.0, 90.0 if k == 10 else 97.0, 97.0] for k, lr in enumerate(fine)})
+             + grid("act=sigmoid norm=none", {lr: [97.0 if k == 5 else 90.0] * 3 for k, lr in enumerate(fine)}))
+    part = evaluate_part(comp, conds)
+    assert part.effect.estimate == pytest.approx((1.0 + 0.9 + 1.0) / 3, rel=1e-5)  # lrs to 6 digits
+    assert part.effect.slack == pytest.approx((0.15, 0.15), rel=1e-5)
+    assert part.effect.low == pytest.approx(2.9 / 3 - half * 0.1 - 0.15, rel=1e-4) and part.verdict == SUPPORTED
 
 
 RAW = {

@@ -116,13 +116,14 @@ def _run_counts(cond: Condition, role: str) -> str | None:
 def _values(comp: Comparison, cond: Condition | None,
             worst: float | None) -> tuple[list[tuple[RunRecord, float]], int, float]:
     """The numbers compared, one per run (finished runs; failed ones too, at ``worst``, unless it is None),
-    how many of them are censored and the grain they are known to (``faster`` only)."""
+    how many of them are censored and the grain they are known to (``faster``: one-sided, a time E lies in
+    (E − grain, E]; ``wider_range``: ± grain)."""
     if cond is None:
         return [], 0, 0.0
     if comp.test == "faster":
         assert comp.threshold is not None
         return epochs_by_run(cond, comp.metric, comp.threshold, with_failed=worst is not None, by=comp.by)
-    return run_values(cond, comp.metric, comp.epoch, worst), 0, 0.0
+    return run_values(cond, comp.metric, comp.epoch, worst), 0, cond.grain
 
 
 def _gain(comp: Comparison, va: Sequence[tuple[RunRecord, float]], vb: Sequence[tuple[RunRecord, float]],
@@ -177,6 +178,10 @@ def evaluate_part(comp: Comparison, conditions: Sequence[Condition], *, failures
         coefs = [c for c, _ in terms]
         effect = widened(effect, math.fsum(c * g for c, g in zip(coefs, grains) if c > 0),
                          math.fsum(-c * g for c, g in zip(coefs, grains) if c < 0))
+    elif effect is not None and any(g for _, _, g in values):
+        # a value known to ± grain moves c·value by up to |c|·grain either way
+        slack = math.fsum(abs(c) * g for (c, _), (_, _, g) in zip(terms, values))
+        effect = widened(effect, slack, slack)
     withheld: tuple[str, ...] = ()
     if comp.test == "faster":
         ca, cb = values[0][1], values[1][1]

@@ -33,12 +33,15 @@ def _censored_effect(part: PartResult) -> str | None:
 
 
 def _grain_note(part: PartResult) -> str:
-    """Why a ``faster`` interval is wider than the seeds' spread: a time read at an epoch's end is known only
-    to that epoch."""
+    """Why a ``faster`` or ``wider_range`` interval is wider than the seeds' spread: a time read at an epoch's
+    end is known only to that epoch, a range on a grid only to its spacing."""
     e, comp = part.effect, part.comparison
     if e is None or not e.open_ends:
         return ""
     m = comp.quantity()
+    if comp.test == "wider_range":
+        return (f"; the grid counts each range's edges midway between its values, so a range is known only to "
+                f"the grid's spacing: widened by {number(m, e.slack[0])} on each side, ends excluded")
     return (f"; runs are read at epoch ends, so each time is known only to its epoch: widened by "
             f"{number(m, e.slack[0])} below and {number(m, e.slack[1])} above, ends excluded")
 

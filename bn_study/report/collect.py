@@ -89,6 +89,7 @@ class Condition:
     runs: tuple[RunRecord, ...]
     published: float | None = None
     index: int = 0  # position in the report's order; also picks its colour
+    grain: float = 0.0  # each value known only to ± this much (a wider_range claim's decades: the grid's spacing)
 
     @property
     def finished(self) -> tuple[RunRecord, ...]:

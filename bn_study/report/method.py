@@ -26,7 +26,9 @@ METHOD = """\
   is: ≥ when only B has such runs, ≤ when only A has, not measured when both have; an arm all of whose runs
   never got there as `>E`; runs are read at epoch ends, so a time E means somewhere in (E − 1, E]: the
   interval is widened by one epoch — in steps, by the epoch's steps — on each side and excludes its ends,
-  never zero-wide when every seed took the same epochs); *interaction* — A's gain over B under
+  never zero-wide when every seed took the same epochs); *wider_range* — more decades of a swept
+  parameter's grid reaching a threshold, each edge of a range known only to lie between two grid values, so
+  the interval is widened by half those gaps per edge and excludes its ends; *interaction* — A's gain over B under
   one setting minus the same gain under another. A claim with several parts holds only if all hold.
 - **Holm**: the headline verdict of each claim is Holm's step-down across the report's claims (the
   k-th smallest p of m is judged at level 1 − α/(m − k + 1), α = 0.05), so the chance of any wrong

@@ -132,19 +132,35 @@ def arm_summaries(conditions: Sequence[Condition], sens: SensitivitySpec, epoch:
                  for a in arms(conditions, sens.param))
 
 
-def good_ranges(arm: Arm, metric: str, epoch: int | None, good: float) -> dict[int, float]:
-    """Per seed: the decades of the grid at which its run reaches ``good`` (a failed run never does)."""
-    widths = _widths(arm.values)
+def _good_flags(arm: Arm, metric: str, epoch: int | None, good: float) -> dict[int, list[bool]]:
+    """Per seed, for each grid value in order: whether its run reaches ``good`` (a failed run never does)."""
     up = higher_is_better(metric)
-    out: dict[int, float] = {}
-    for (_, cond), width in zip(arm.points, widths):
+    out: dict[int, list[bool]] = {}
+    for i, (_, cond) in enumerate(arm.points):
         for r in cond.runs:
             if r.seed is None:
                 continue
             v = r.value(metric, epoch) if r.finished else None
-            ok = v is not None and math.isfinite(v) and (v >= good if up else v <= good)
-            out[r.seed] = out.get(r.seed, 0.0) + (width if ok else 0.0)
+            out.setdefault(r.seed, [False] * len(arm.points))[i] = (
+                v is not None and math.isfinite(v) and (v >= good if up else v <= good))
     return out
+
+
+def good_ranges(arm: Arm, metric: str, epoch: int | None, good: float) -> dict[int, float]:
+    """Per seed: the decades of the grid at which its run reaches ``good``."""
+    widths = _widths(arm.values)
+    return {seed: math.fsum(w for w, ok in zip(widths, flags) if ok)
+            for seed, flags in _good_flags(arm, metric, epoch, good).items()}
+
+
+def range_grain(arm: Arm, metric: str, epoch: int | None, good: float) -> float:
+    """How far any seed's good range may be from the truth: each edge of its good set lies somewhere between
+    a grid value that reaches ``good`` and its neighbour that does not, and is counted at their midpoint, so
+    it is off by up to half that gap; summed over the seed's edges, the largest over seeds."""
+    logs = [math.log10(x) for x in arm.values]
+    gaps = [b - a for a, b in zip(logs, logs[1:])]
+    return max((math.fsum(g / 2 for g, x, y in zip(gaps, flags, flags[1:]) if x != y)
+                for flags in _good_flags(arm, metric, epoch, good).values()), default=0.0)
 
 
 def best_condition(arm: Arm, label: str, param: str, metric: str, epoch: int | None,
@@ -167,13 +183,14 @@ def best_condition(arm: Arm, label: str, param: str, metric: str, epoch: int | N
 
 
 def range_condition(arm: Arm, label: str, param: str, metric: str, epoch: int | None, good: float) -> Condition:
-    """One synthetic finished run per seed whose ``metric`` at ``epoch`` is that seed's good range (decades)."""
+    """One synthetic finished run per seed whose ``metric`` at ``epoch`` is that seed's good range (decades),
+    known to ± the grid's grain (``range_grain``)."""
     step = 0 if epoch is None else epoch
     runs = tuple(RunRecord(run_id=f"{RANGE}:{seed}", condition=label, choices={**arm.choices, param: RANGE},
                            seed=seed, status="FINISHED", failure=None, history={metric: {step: decades}})
                  for seed, decades in sorted(good_ranges(arm, metric, epoch, good).items()))
     return Condition(key=f"{label} {param}={RANGE}", label=f"{label}: decades of {param} reaching {good:g}",
-                     choices={**arm.choices, param: RANGE}, runs=runs)
+                     choices={**arm.choices, param: RANGE}, runs=runs, grain=range_grain(arm, metric, epoch, good))
 
 
 def _arm_for(selector: Selector, every: Sequence[Arm], param: str) -> Arm | None:

@@ -85,7 +85,8 @@ contradicted or exceeded), then Holm across the report's claims (``claims.correc
   not the same amount of training);
 - ``interaction``: like ``better``, on A's gain over B under ``under`` minus the same gain under ``versus``;
 - ``wider_range``: like ``better``, on the decades of ``report.sensitivity.param`` at which each seed reaches
-  ``threshold`` (default ``report.sensitivity.good``).
+  ``threshold`` (default ``report.sensitivity.good``); a range's edges are known only to lie between two grid
+  values, so its interval is widened by half those gaps per edge (``sensitivity.range_grain``).
 
 A selector (``a``, ``b``, ``select``) is a mapping of override keys (``act``, ``norm``, ``batch_size``,
 ``variant`` for ``+variant=``) or flattened params (``optimizer.name``) to values; it must pick out
