@@ -15,7 +15,7 @@ from bn_study.errors import UserError
 from bn_study.report.claims import evaluate, evaluate_part
 from bn_study.report.collect import Condition, override_choices
 from bn_study.report.load import parse_spec
-from bn_study.report.sensitivity import arm_summaries, arms, best_condition, good_ranges, range_grain
+from bn_study.report.sensitivity import arm_summaries, arms, best_condition, good_flags, good_ranges, range_grain
 from bn_study.report.spec import Comparison, SensitivitySpec
 from bn_study.report.stats import CONTRADICTED, INCONCLUSIVE, PAIRED, SUPPORTED
 from test_report_stats import run
@@ -91,15 +91,16 @@ def test_a_seeds_good_range_is_its_share_of_the_log_axis_that_reaches_the_thresh
                                        "10.0": [20.0, 20.0]}, epoch=5)
     [arm] = arms(conds, LR)
     # a grid a decade apart: every value counts for one decade (an end value mirrors its single gap)
-    assert good_ranges(arm, "val_acc", None, 96.0) == {0: 3.0, 1: 1.0}
+    assert good_ranges(arm, good_flags(arm, "val_acc", None, 96.0)) == {0: 3.0, 1: 1.0}
     uneven = grid("act=relu norm=bn1", {"0.001": [99.0], "0.01": [99.0], "1.0": [0.0]})
     [arm] = arms(uneven, LR)
     # widths: 0.001 → 1 (its one gap), 0.01 → (1 + 2)/2, 1.0 → 2
-    assert good_ranges(arm, "val_acc", None, 96.0) == {0: 1.0 + 1.5}
+    assert good_ranges(arm, good_flags(arm, "val_acc", None, 96.0)) == {0: 1.0 + 1.5}
     # its one edge lies between 0.01 and 1.0 and is counted midway: off by up to half that gap, a decade
-    assert range_grain(arm, "val_acc", None, 96.0) == pytest.approx(1.0)
+    assert range_grain(arm, good_flags(arm, "val_acc", None, 96.0)) == pytest.approx(1.0)
     [arm] = arms(conds, LR)
-    assert range_grain(arm, "val_acc", None, 96.0) == pytest.approx(1.0)  # seed 1: two edges, half a decade each
+    # seed 1: two edges, half a decade each
+    assert range_grain(arm, good_flags(arm, "val_acc", None, 96.0)) == pytest.approx(1.0)
 
 
 def test_a_wider_range_claim_compares_the_seeds_ranges_in_pairs():

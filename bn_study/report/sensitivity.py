@@ -117,7 +117,7 @@ def summarize_arm(arm: Arm, param: str, metric: str, epoch: int | None, analysis
             d = _difference(per_value[best_i], values, analysis)
             if d is not None and d.low <= 0 <= d.high:
                 tied.append(arm.values[i])
-    ranges = good_ranges(arm, metric, epoch, good) if good is not None else {}
+    ranges = good_ranges(arm, good_flags(arm, metric, epoch, good)) if good is not None else {}
     return ArmSummary(
         arm=arm, label=arm.label,
         summaries=tuple(summarize(c.values(metric, epoch)) for _, c in arm.points),
@@ -132,7 +132,7 @@ def arm_summaries(conditions: Sequence[Condition], sens: SensitivitySpec, epoch:
                  for a in arms(conditions, sens.param))
 
 
-def _good_flags(arm: Arm, metric: str, epoch: int | None, good: float) -> dict[int, list[bool]]:
+def good_flags(arm: Arm, metric: str, epoch: int | None, good: float) -> dict[int, list[bool]]:
     """Per seed, for each grid value in order: whether its run reaches ``good`` (a failed run never does)."""
     up = higher_is_better(metric)
     out: dict[int, list[bool]] = {}
@@ -146,21 +146,20 @@ def _good_flags(arm: Arm, metric: str, epoch: int | None, good: float) -> dict[i
     return out
 
 
-def good_ranges(arm: Arm, metric: str, epoch: int | None, good: float) -> dict[int, float]:
-    """Per seed: the decades of the grid at which its run reaches ``good``."""
+def good_ranges(arm: Arm, flags: Mapping[int, Sequence[bool]]) -> dict[int, float]:
+    """Per seed: the decades of the grid at which its run reaches ``good`` (``flags`` from ``good_flags``)."""
     widths = _widths(arm.values)
-    return {seed: math.fsum(w for w, ok in zip(widths, flags) if ok)
-            for seed, flags in _good_flags(arm, metric, epoch, good).items()}
+    return {seed: math.fsum(w for w, ok in zip(widths, seed_flags) if ok) for seed, seed_flags in flags.items()}
 
 
-def range_grain(arm: Arm, metric: str, epoch: int | None, good: float) -> float:
+def range_grain(arm: Arm, flags: Mapping[int, Sequence[bool]]) -> float:
     """How far any seed's good range may be from the truth: each edge of its good set lies somewhere between
     a grid value that reaches ``good`` and its neighbour that does not, and is counted at their midpoint, so
     it is off by up to half that gap; summed over the seed's edges, the largest over seeds."""
     logs = [math.log10(x) for x in arm.values]
     gaps = [b - a for a, b in zip(logs, logs[1:])]
-    return max((math.fsum(g / 2 for g, x, y in zip(gaps, flags, flags[1:]) if x != y)
-                for flags in _good_flags(arm, metric, epoch, good).values()), default=0.0)
+    return max((math.fsum(g / 2 for g, x, y in zip(gaps, seed_flags, seed_flags[1:]) if x != y)
+                for seed_flags in flags.values()), default=0.0)
 
 
 def best_condition(arm: Arm, label: str, param: str, metric: str, epoch: int | None,
@@ -186,11 +185,12 @@ def range_condition(arm: Arm, label: str, param: str, metric: str, epoch: int | 
     """One synthetic finished run per seed whose ``metric`` at ``epoch`` is that seed's good range (decades),
     known to ± the grid's grain (``range_grain``)."""
     step = 0 if epoch is None else epoch
+    flags = good_flags(arm, metric, epoch, good)
     runs = tuple(RunRecord(run_id=f"{RANGE}:{seed}", condition=label, choices={**arm.choices, param: RANGE},
                            seed=seed, status="FINISHED", failure=None, history={metric: {step: decades}})
-                 for seed, decades in sorted(good_ranges(arm, metric, epoch, good).items()))
+                 for seed, decades in sorted(good_ranges(arm, flags).items()))
     return Condition(key=f"{label} {param}={RANGE}", label=f"{label}: decades of {param} reaching {good:g}",
-                     choices={**arm.choices, param: RANGE}, runs=runs, grain=range_grain(arm, metric, epoch, good))
+                     choices={**arm.choices, param: RANGE}, runs=runs, grain=range_grain(arm, flags))
 
 
 def _arm_for(selector: Selector, every: Sequence[Arm], param: str) -> Arm | None:
