@@ -25,7 +25,7 @@ from bn_study.report.published import DISAGREES, PUBLISHED_VERDICTS, PublishedRe
 from bn_study.report.sensitivity import arm_summaries
 from bn_study.report.spec import STEPS, ConditionSpec, ReportSpec
 from bn_study.report.stats import PAIRED, VERDICTS, summarize
-from bn_study.tracking.naming import readable
+from bn_study.tracking.naming import readable_value
 
 VERDICT_LINE = "**Verdicts:**"
 COMMAND_LINE = "> Command: "  # the index lists these lines: how each report's runs were made
@@ -155,8 +155,7 @@ def table_metrics(conditions: Sequence[Condition]) -> tuple[str, ...]:
 def _param(cond: Condition, name: str) -> str:
     """A run parameter shared by the condition's runs (the tuned lr of an arm, say), numbers to 4 significant
     digits as in run names (MLflow's params keep every digit)."""
-    values = sorted({readable(f"{name}={r.choices[name]}").split("=", 1)[1] if name in r.choices else "—"
-                     for r in cond.runs})
+    values = sorted({readable_value(str(r.choices[name])) if name in r.choices else "—" for r in cond.runs})
     return values[0] if len(values) == 1 else "varies: " + ", ".join(values)
 
 

@@ -31,20 +31,25 @@ def fit_run_name(name: str, limit: int = MAX_RUN_NAME) -> str:
     return name if len(name) <= limit else name[:limit - 1] + "…"
 
 
+def readable_value(value: str, digits: int = 4) -> str:
+    """One value as people read it: a float with ``digits`` significant digits (``0.3595``); anything else as is.
+    A float keeps a point (``1.0`` stays ``1.0``, not ``1``) so that it still reads as the float it was."""
+    try:
+        number = float(value) if any(c in value for c in ".e") else None
+    except ValueError:
+        number = None
+    if number is None:
+        return value
+    shown = f"{number:.{digits}g}"
+    return f"{shown}.0" if "." in value and not any(c in shown for c in ".e") else shown
+
+
 def readable(condition: str, digits: int = 4) -> str:
     """A condition as people read it: each number with ``digits`` significant digits (``optimizer.lr=0.3595``)."""
     out = []
     for token in condition.split(" "):
         key, eq, value = token.partition("=")
-        try:
-            number = float(value) if eq and any(c in value for c in ".e") else None
-        except ValueError:
-            number = None
-        if number is None:
-            out.append(token)
-            continue
-        shown = f"{number:.{digits}g}"
-        out.append(f"{key}={shown}.0" if "." in value and not any(c in shown for c in ".e") else f"{key}={shown}")
+        out.append(f"{key}={readable_value(value, digits)}" if eq else token)
     return " ".join(out)
 
 
