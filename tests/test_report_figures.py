@@ -282,4 +282,4 @@ def test_a_tuned_param_in_the_table_is_rounded_as_people_read_it():
     conds = [curves_of("act=sigmoid optimizer.lr=0.28281248927714314 batch_size=64")]
     head, _, row = _final_table(conds, ReportSpec("x", "x", threshold_by=()), ("optimizer.lr", "batch_size"))[:3]
     assert head.startswith("| condition | optimizer.lr | batch_size |")
-    assert row.strip("| ").split(" | ")[1:3] == ["0.2828", "64"]  # the run's param keeps every digit
+    assert row.strip("| ").split(" | ")[1:3] == ["0.2828", "64"]  # 4 significant digits, as in run names; an int as is
