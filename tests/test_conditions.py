@@ -40,3 +40,12 @@ def test_a_trial_and_a_single_run_of_its_settings_share_a_condition(cli, tmp_pat
     launch(cli, tmp_path / "single", "data.val=holdout", "batch_size=64", "optimizer.lr=0.05", *QUICK)
     assert set(conditions(runs_in, tmp_path / "single").values()) == {condition}
     assert name == f"trial 0 {condition} seed=0" and "hydra" not in condition and "BN_STUDY" not in condition
+
+
+def test_a_value_reads_the_same_however_it_was_written():
+    from bn_study.tracking.condition import canonical
+
+    assert canonical("1.0") == canonical("1") == "1"  # the grid's 1.0, the condition's 1
+    assert canonical("0.010") == canonical("0.01") == canonical("1e-2") == "0.01"
+    assert canonical("0.35950160623136634") == "0.359502"  # a param's every digit, a condition's six
+    assert [canonical(v) for v in ("relu", "true", "null", "[0,1]", "")] == ["relu", "true", "null", "[0,1]", ""]

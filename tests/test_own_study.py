@@ -109,3 +109,54 @@ def test_the_readmes_example_study_composes_and_its_claims_load(cli, tmp_path):
     spec = load_spec(name, experiment_dirs([tmp_path / "my_conf"]))
     assert [c.id for c in spec.claims] == ["tanh_bn_speed", "sigmoid_gains_more"]
     assert [p.test for c in spec.claims for p in c.parts] == ["better", "interaction"]
+
+
+# The grid writes 1.0 where a condition writes 1, and the article's lr 0.01 is the default, so its runs'
+# condition does not name it: a claim must still find both, and the tables follow the sweep's order.
+AS_WRITTEN = """\
+# @package _global_
+defaults:
+  - override /model: article
+  - override /optimizer: sgd
+seeds: [0, 1]
+tracking:
+  experiment: lr_as_written
+hydra:
+  sweeper:
+    params:
+      optimizer.lr: 1.0,0.01,0.0001
+report:
+  title: "lrs as the grid writes them"
+  analysis: paired
+  figures: []
+  claims:
+    - id: one_vs_default
+      text: "lr 1.0 differs from the default lr after one epoch"
+      test: better
+      a: {optimizer.lr: 1.0}
+      b: {optimizer.lr: 0.01}
+      metric: val_acc
+      epoch: 1
+"""
+
+
+def test_a_claim_finds_runs_by_the_values_as_the_grid_wrote_them_and_tables_keep_the_sweeps_order(
+        cli, tmp_path, monkeypatch, capsys):
+    mine = tmp_path / "my_conf"
+    (mine / "experiment").mkdir(parents=True)
+    (mine / "experiment" / "lr_as_written.yaml").write_text(AS_WRITTEN, encoding="utf-8")
+    launch = tmp_path / "launch"
+    launch.mkdir()
+    swept = cli("-m", "--config-dir", str(mine), "+experiment=lr_as_written", *QUICK, cwd=launch)
+    assert swept.code in (0, 1), swept.err[-3000:]  # lr 1.0 may diverge: a failed run is still a run
+
+    monkeypatch.chdir(launch)
+    code = report_main(["lr_as_written", "--config-dir", str(mine), "--out", "reports", "--no-artifacts"])
+    assert code == 0, capsys.readouterr().err
+    text = (launch / "reports" / "lr_as_written" / "README.md").read_text(encoding="utf-8")
+    claim = next(line for line in text.splitlines() if line.startswith("| **") and "lr 1.0 differs" in line)
+    assert "not in this sweep" not in claim and "n=2" in claim, claim
+    table = text.split("## Final metrics", 1)[1]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "epochs=1" in line]
+    assert len(rows) == 3, rows
+    assert "optimizer.lr=1 " in rows[0] and "optimizer.lr" not in rows[1] and "optimizer.lr=0.0001" in rows[2], rows

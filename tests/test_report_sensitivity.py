@@ -43,6 +43,19 @@ def test_arms_group_the_grid_by_every_other_setting_in_lr_order():
     assert found[0].values == (0.01, 0.1) and found[1].values == (1.0,)
 
 
+def test_an_arm_at_the_defaults_is_labelled_by_its_values_in_the_conditions_order():
+    # a condition names only what differs from the defaults (act=sigmoid, norm=none), act before norm; its
+    # runs still have every value, and the arm at the defaults names both
+    conds = []
+    for act, norm in (("sigmoid", "none"), ("sigmoid", "bn1"), ("relu", "none"), ("relu", "bn1")):
+        named = " ".join(t for t, default in ((f"act={act}", act == "sigmoid"), (f"norm={norm}", norm == "none"))
+                         if not default)
+        [c] = grid(named, {"0.1": [1, 1]})
+        conds.append(Condition(key=c.key, label=c.label, choices={"norm": norm, "act": act, LR: "0.1"}, runs=c.runs))
+    assert [a.label for a in arms(conds, LR)] == ["act=sigmoid norm=none", "act=sigmoid norm=bn1",
+                                                  "act=relu norm=none", "act=relu norm=bn1"]
+
+
 def test_the_best_value_is_chosen_for_each_seed_by_the_other_seeds():
     # lr 1 looks best to seeds 0 and 2 only because of seed 0's lucky 99: left out, seed 0 sees 0.1 as best
     conds = grid("act=sigmoid norm=bn1", {"0.1": [90.0, 90.0, 90.0], "1.0": [99.0, 84.0, 84.0]})
@@ -193,7 +206,7 @@ def test_the_lr_sensitivity_study_runs_and_reports_its_arms(cli, tmp_path, runs_
     text = (tmp_path / "reports" / "lr_sensitivity" / "README.md").read_text(encoding="utf-8")
     section = text[text.index("## Sensitivity to optimizer.lr"):text.index("## Final metrics")]
     # one row per arm, per epoch table; every grid value a column
-    for arm in ("norm=none", "norm=bn1"):  # act=relu is every job's, so no part of a condition's name
+    for arm in ("norm=none", "norm=bn1"):  # act=relu is every job's, so no part of an arm's label
         assert section.count(f"| {arm} | **") == 2, section
     assert "| 0.003 | 0.1 |" in section
     acc = {(r.data.params["norm.kind"], r.data.params["optimizer.lr"], r.data.tags["seed"]): 100 * r.data.metrics["val_acc"]

@@ -17,6 +17,7 @@ from mlflow.entities import Run
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from bn_study.errors import UserError
+from bn_study.tracking.condition import canonical
 from bn_study.tracking.store import local_sqlite_file
 from bn_study.tracking.resume import reused_tag
 from bn_study.report.spec import ReportSpec, Selector
@@ -228,7 +229,14 @@ def collect(client: MlflowClient, experiment: str, parent_id: str | None = None)
 # --- conditions -----------------------------------------------------------------------------------------
 
 def matches(choices: Mapping[str, str], selector: Selector) -> bool:
-    return all(choices.get(k) == v for k, v in selector.items())
+    """Whether the choices have every value the selector names, however each was written (``1.0`` is ``1``)."""
+    return all(k in choices and canonical(choices[k]) == canonical(v) for k, v in selector.items())
+
+
+def _position(values: Sequence[str], value: str | None) -> int:
+    """Where ``value`` stands among a swept key's values, however each was written; after them all if not there."""
+    order = [canonical(v) for v in values]
+    return order.index(canonical(value)) if value is not None and canonical(value) in order else 10 ** 6
 
 
 def _natural(text: str) -> tuple:
@@ -257,10 +265,10 @@ def group(study: Study, spec: ReportSpec) -> list[Condition]:
         return {k: v for k, v in first.items() if all(r.choices.get(k) == v for r in runs) and k != "seed"}
 
     def sort_key(key: str) -> tuple:
-        choices = override_choices(key)
-        listed = [i for i, c in enumerate(spec.conditions) if matches(shared(by_key[key]), c.select)]
-        sweep = tuple(spec.sweep_order[k].index(choices[k]) if choices.get(k) in spec.sweep_order[k] else 10 ** 6
-                      for k in spec.sweep_order)
+        # the condition leaves out what has its default (act=sigmoid, optimizer.lr=0.01): the runs still have it
+        choices = shared(by_key[key])
+        listed = [i for i, c in enumerate(spec.conditions) if matches(choices, c.select)]
+        sweep = tuple(_position(spec.sweep_order[k], choices.get(k)) for k in spec.sweep_order)
         return (listed[0] if listed else 10 ** 6, sweep, _natural(key))
 
     out: list[Condition] = []

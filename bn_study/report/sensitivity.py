@@ -66,9 +66,10 @@ def arms(conditions: Sequence[Condition], param: str) -> list[Arm]:
         by.setdefault(tuple((k, v) for k, v in c.choices.items() if k != param), []).append((x, c))
     found = [Arm(dict(k), tuple(sorted(points, key=lambda p: p[0]))) for k, points in by.items()]
     # a condition lists what differs from the defaults, so an arm at a default (norm=none) may name nothing:
-    # its label takes the value of each setting some arm's condition names and the arms do not all share
-    keys = list(dict.fromkeys(bare_key(t.partition("=")[0]) for a in found for _, c in a.points
-                              for t in c.key.split() if "=" in t))
+    # its label takes the value of each setting some arm's condition names and the arms do not all share, in
+    # the conditions' own order (the longest condition names the most of them in that order)
+    named = sorted((c.key.split() for a in found for _, c in a.points), key=len, reverse=True)
+    keys = list(dict.fromkeys(bare_key(t.partition("=")[0]) for tokens in named for t in tokens if "=" in t))
     keys = [k for k in keys if k != param and len({a.choices.get(k, "default") for a in found}) > 1]
     return [Arm(a.choices, a.points, " ".join(f"{k}={a.choices.get(k, 'default')}" for k in keys) or "all runs")
             for a in found]

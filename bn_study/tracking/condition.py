@@ -52,6 +52,17 @@ def show(value: Any, digits: int = 6) -> str:
     return str(value)
 
 
+def canonical(text: str) -> str:
+    """A value's text as a condition writes it (``1.0`` → ``1``, ``0.35950160623136634`` → ``0.359502``): the
+    same setting reads the same whether it came from a condition, a param, the command line or a YAML file."""
+    for parse in (int, float):
+        try:
+            return show(parse(text))
+        except ValueError:
+            continue
+    return text
+
+
 def _leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
     if isinstance(tree, Mapping):
         out: dict[str, Any] = {}
