@@ -56,24 +56,31 @@ def _verdict(text: str, claim: str) -> str:
     return re.search(r"\| \*\*(supported|contradicted|exceeded|inconclusive)\*\*", row).group(1)
 
 
-def test_a_users_own_study_outside_the_package_gets_a_verdict_per_claim(cli, tmp_path, runs_in, monkeypatch, capsys):
+def _sweep(cli, tmp_path: Path, name: str, study: str):
+    """The study as a file in a config dir outside the package, swept from a launch dir of its own."""
     mine = tmp_path / "elsewhere" / "my_conf"
     (mine / "experiment").mkdir(parents=True)
-    (mine / "experiment" / "my_lr_question.yaml").write_text(STUDY, encoding="utf-8")
+    (mine / "experiment" / f"{name}.yaml").write_text(study, encoding="utf-8")
     launch = tmp_path / "launch"
     launch.mkdir()
+    return mine, launch, cli("-m", "--config-dir", str(mine), f"+experiment={name}", *QUICK, cwd=launch)
 
-    swept = cli("-m", "--config-dir", str(mine), "+experiment=my_lr_question", *QUICK, cwd=launch)
+
+def _report(name: str, mine: Path, launch: Path, monkeypatch, capsys) -> str:
+    monkeypatch.chdir(launch)
+    code = report_main([name, "--config-dir", str(mine), "--out", "reports", "--no-artifacts"])
+    assert code == 0, capsys.readouterr().err
+    return (launch / "reports" / name / "README.md").read_text(encoding="utf-8")
+
+
+def test_a_users_own_study_outside_the_package_gets_a_verdict_per_claim(cli, tmp_path, runs_in, monkeypatch, capsys):
+    mine, launch, swept = _sweep(cli, tmp_path, "my_lr_question", STUDY)
     assert swept.code == 0, swept.err[-3000:]
     _, runs = runs_in(launch, "my_lr_question")
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert sorted(r.data.params["optimizer.lr"] for r in children) == ["0.0001"] * 3 + ["0.1"] * 3
 
-    monkeypatch.chdir(launch)
-    code = report_main(["my_lr_question", "--config-dir", str(mine), "--out", "reports", "--no-artifacts"])
-    printed = capsys.readouterr()
-    assert code == 0, printed.err
-    text = (launch / "reports" / "my_lr_question" / "README.md").read_text(encoding="utf-8")
+    text = _report("my_lr_question", mine, launch, monkeypatch, capsys)
     assert text.splitlines()[0].endswith("my own question: does a larger learning rate help after one epoch?")
     assert "no claims configured" not in text
     assert _verdict(text, "lr 0.1 beats lr 0.0001 by at least 10 points") == "supported"
@@ -142,18 +149,9 @@ report:
 
 def test_a_claim_finds_runs_by_the_values_as_the_grid_wrote_them_and_tables_keep_the_sweeps_order(
         cli, tmp_path, monkeypatch, capsys):
-    mine = tmp_path / "my_conf"
-    (mine / "experiment").mkdir(parents=True)
-    (mine / "experiment" / "lr_as_written.yaml").write_text(AS_WRITTEN, encoding="utf-8")
-    launch = tmp_path / "launch"
-    launch.mkdir()
-    swept = cli("-m", "--config-dir", str(mine), "+experiment=lr_as_written", *QUICK, cwd=launch)
+    mine, launch, swept = _sweep(cli, tmp_path, "lr_as_written", AS_WRITTEN)
     assert swept.code in (0, 1), swept.err[-3000:]  # lr 1.0 may diverge: a failed run is still a run
-
-    monkeypatch.chdir(launch)
-    code = report_main(["lr_as_written", "--config-dir", str(mine), "--out", "reports", "--no-artifacts"])
-    assert code == 0, capsys.readouterr().err
-    text = (launch / "reports" / "lr_as_written" / "README.md").read_text(encoding="utf-8")
+    text = _report("lr_as_written", mine, launch, monkeypatch, capsys)
     claim = next(line for line in text.splitlines() if line.startswith("| **") and "lr 1.0 differs" in line)
     assert "not in this sweep" not in claim and "n=2" in claim, claim
     table = text.split("## Final metrics", 1)[1]
