@@ -233,12 +233,6 @@ def matches(choices: Mapping[str, str], selector: Selector) -> bool:
     return all(k in choices and canonical(choices[k]) == canonical(v) for k, v in selector.items())
 
 
-def _position(values: Sequence[str], value: str | None) -> int:
-    """Where ``value`` stands among a swept key's values, however each was written; after them all if not there."""
-    order = [canonical(v) for v in values]
-    return order.index(canonical(value)) if value is not None and canonical(value) in order else 10 ** 6
-
-
 def _natural(text: str) -> tuple:
     """Numbers inside names sort as numbers: batch_size=4 before batch_size=64 before batch_size=1024."""
     return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", text) if p)
@@ -264,21 +258,26 @@ def group(study: Study, spec: ReportSpec) -> list[Condition]:
         first = runs[0].choices
         return {k: v for k, v in first.items() if all(r.choices.get(k) == v for r in runs) and k != "seed"}
 
+    # a condition leaves out what has its default (act=sigmoid, optimizer.lr=0.01): its runs still have it, so
+    # the order and the listed conditions read the runs' values, each compared as a condition writes it
+    choices = {key: shared(runs) for key, runs in by_key.items()}
+    listed = {key: [i for i, c in enumerate(spec.conditions) if matches(choices[key], c.select)] for key in by_key}
+    sweep_order = {k: [canonical(v) for v in values] for k, values in spec.sweep_order.items()}
+
+    def position(key: str, swept: str) -> int:
+        value = choices[key].get(swept)
+        value = None if value is None else canonical(value)
+        return sweep_order[swept].index(value) if value in sweep_order[swept] else 10 ** 6
+
     def sort_key(key: str) -> tuple:
-        # the condition leaves out what has its default (act=sigmoid, optimizer.lr=0.01): the runs still have it
-        choices = shared(by_key[key])
-        listed = [i for i, c in enumerate(spec.conditions) if matches(choices, c.select)]
-        sweep = tuple(_position(spec.sweep_order[k], choices.get(k)) for k in spec.sweep_order)
-        return (listed[0] if listed else 10 ** 6, sweep, _natural(key))
+        return (listed[key][0] if listed[key] else 10 ** 6, tuple(position(key, k) for k in sweep_order), _natural(key))
 
     out: list[Condition] = []
     for i, key in enumerate(sorted(by_key, key=sort_key)):
-        runs = tuple(by_key[key])
-        choices = shared(runs)
-        listed = [c for c in spec.conditions if matches(choices, c.select)]
-        label = listed[0].label if listed and listed[0].label else default_label(key)
-        out.append(Condition(key=key, label=label, choices=choices, runs=runs,
-                             published=listed[0].published if listed else None, index=i))
+        first = spec.conditions[listed[key][0]] if listed[key] else None
+        label = first.label if first is not None and first.label else default_label(key)
+        out.append(Condition(key=key, label=label, choices=choices[key], runs=tuple(by_key[key]),
+                             published=first.published if first is not None else None, index=i))
     return out
 
 
